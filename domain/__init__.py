@@ -1,0 +1,1 @@
+"""The pure core: events, commands, value types, decide/evolve. No I/O, no clock."""

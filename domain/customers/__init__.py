@@ -1,0 +1,1 @@
+"""The customer registry: persons and organisations, their profile, contacts and consents."""

@@ -1,0 +1,45 @@
+"""The envelope every stored event travels in (DESIGN.md, "The event")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from domain.events import DomainEvent
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One event of the log: who/what/when around a typed payload.
+
+    `position` and `recorded_at` are given by the store and are None on an event not yet
+    appended. `forgotten` names the personal payload fields that could not be decrypted
+    because the customer's key was deleted.
+    """
+
+    stream_id: UUID
+    stream_type: str
+    version: int
+    occurred_at: datetime
+    payload: DomainEvent
+    customer_id: UUID | None = None
+    actor: str = "system"
+    channel: str = "system"
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    command_id: str | None = None
+    position: int | None = None
+    recorded_at: datetime | None = None
+    forgotten: tuple[str, ...] = ()
+
+    @property
+    def type(self) -> str:
+        """The payload's stable tag, e.g. `customer.registered`."""
+        tag = self.payload.__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+    @property
+    def schema_version(self) -> int:
+        return self.payload.__schema_version__

@@ -1,0 +1,1 @@
+"""Application services: load state, decide, append, reply (built by the customers issue)."""

@@ -1,0 +1,1 @@
+"""Adapters and composition: stores, codec, crypto, NATS, logging, settings, CLI."""

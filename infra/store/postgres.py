@@ -1,0 +1,285 @@
+"""PostgreSQL backend: eventsourcing's recorders plus `customer_id`, `recorded_at` and COPY.
+
+The log is the library's `stored_events` table with two derived columns:
+- `customer_id`, GENERATED from the 20-byte header of our envelope (NULL for foreign bytes),
+  so any plain StoredEvent, including the library's conformance cases, can be inserted;
+- `recorded_at`, a `clock_timestamp()` default evaluated by the INSERT that runs under the
+  table lock, hence in step with `notification_id` (our position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresTrackingRecorder,
+)
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composed, Identifier
+
+from infra.codec import LogRow
+from infra.store.url import StoreURL
+
+CUSTOMER_ID_EXPR = (
+    "CASE WHEN length(state) < 20 THEN NULL "
+    "WHEN get_byte(state, 0) <> 206 THEN NULL "
+    "WHEN substring(state from 5 for 16) = '\\x00000000000000000000000000000000'::bytea THEN NULL "
+    "ELSE encode(substring(state from 5 for 16), 'hex')::uuid END"
+)
+
+
+class PostgresLogRecorder(PostgresApplicationRecorder):
+    """The standard append path (the library's, untouched) on our table definition."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        self.sql_create_statements[self.create_table_statement_index] = SQL(
+            "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+            "originator_id uuid NOT NULL, "
+            "originator_version bigint NOT NULL, "
+            "topic text, "
+            "state bytea, "
+            "notification_id bigserial, "
+            "customer_id uuid GENERATED ALWAYS AS (" + CUSTOMER_ID_EXPR + ") STORED, "
+            "recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+            "PRIMARY KEY (originator_id, originator_version)) "
+            "WITH (autovacuum_vacuum_threshold = 100000000, autovacuum_vacuum_scale_factor = 0.5)"
+        ).format(schema=schema, table=table)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} "
+                "(customer_id, notification_id) WHERE customer_id IS NOT NULL"
+            ).format(
+                index=Identifier(f"{self.events_table_name}_customer_idx"),
+                schema=schema,
+                table=table,
+            )
+        )
+        columns = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at "
+            "FROM {schema}.{table} "
+        ).format(schema=schema, table=table)
+        self._select_log = columns + SQL("WHERE notification_id > %s ")
+        self._select_stream = columns + SQL(
+            "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+        )
+        self._stream_heads = SQL(
+            "SELECT originator_id, max(originator_version) FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(schema=schema, table=table)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_log(
+        self, after: int, limit: int, topics: Sequence[str] = (), stop: int | None = None
+    ) -> list[LogRow]:
+        """Rows with position > after (and <= stop), in position order, with recorded_at."""
+        statement: Composed = self._select_log
+        params: list[Any] = [after]
+        if stop is not None:
+            statement += SQL("AND notification_id <= %s ")
+            params.append(stop)
+        if topics:
+            statement += SQL("AND topic = ANY(%s) ")
+            params.append(list(topics))
+        statement += SQL("ORDER BY notification_id LIMIT %s")
+        params.append(limit)
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(statement, params, prepare=True)
+            return [LogRow._make(r) for r in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_stream(self, stream_id: UUID, after_version: int = 0) -> list[LogRow]:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(self._select_stream, (stream_id, after_version), prepare=True)
+            return [LogRow._make(r) for r in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def stream_heads(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._stream_heads, (list(stream_ids),))
+            return dict(curs.fetchall())
+
+
+class PostgresBulkLogRecorder(PostgresLogRecorder):
+    """The bulk path: binary COPY under the same table lock, ids read back from the sequence.
+
+    psycopg refuses COPY in pipeline mode, so this overrides `insert_events` whole. Every
+    writer takes the EXCLUSIVE table lock before drawing ids, so the ids this transaction
+    draws are contiguous: the last one (currval) and the count give them all.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        self._copy = SQL(
+            "COPY {schema}.{table} (originator_id, originator_version, topic, state) "
+            "FROM STDIN (FORMAT BINARY)"
+        ).format(schema=schema, table=table)
+        self._last_id = SQL("SELECT currval(pg_get_serial_sequence(%s, 'notification_id'))")
+        self._qualified_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            self._lock_table(curs)
+            self._insert_events(curs, stored_events, **kwargs)
+            with curs.copy(self._copy) as copy:
+                copy.set_types(["uuid", "int8", "text", "bytea"])
+                write_row = copy.write_row
+                for e in stored_events:
+                    write_row((e.originator_id, e.originator_version, e.topic, e.state))
+            curs.execute(self._last_id, (self._qualified_name,))
+            row = curs.fetchone()
+            assert row is not None
+            last = int(next(iter(row.values())))
+            self._notify_channel(curs)
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """Hook for rows that must commit with the events (tracking, command records)."""
+
+
+class PostgresKeyVault:
+    """Wrapped data keys and the master-key fingerprint, in tables beside the log."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        self.datastore = datastore
+        s = Identifier(datastore.schema)
+        self._ddl = [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {s}.crm_data_keys ("
+                "customer_id uuid PRIMARY KEY, wrapped bytea, "
+                "created_at timestamptz NOT NULL DEFAULT now(), forgotten_at timestamptz)"
+            ).format(s=s),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {s}.crm_key_meta (name text PRIMARY KEY, value text NOT NULL)"
+            ).format(s=s),
+        ]
+        self._s = s
+
+    def create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for statement in self._ddl:
+                curs.execute(statement)
+
+    def master_fingerprint(self, fingerprint: str) -> str:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {s}.crm_key_meta (name, value) VALUES ('master_fingerprint', %s) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ).format(s=self._s),
+                (fingerprint,),
+            )
+            curs.execute(
+                SQL("SELECT value FROM {s}.crm_key_meta WHERE name = 'master_fingerprint'").format(
+                    s=self._s
+                )
+            )
+            row = curs.fetchone()
+            assert row is not None
+            return str(row["value"])
+
+    def load_keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        ids = list(customer_ids)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%s)"
+                ).format(s=self._s),
+                (ids,),
+            )
+            return {cid: (bytes(w) if w is not None else None) for cid, w in curs.fetchall()}
+
+    def add_keys(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes | None]:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {s}.crm_data_keys (customer_id, wrapped) "
+                    "SELECT * FROM unnest(%s::uuid[], %s::bytea[]) ON CONFLICT (customer_id) DO NOTHING"
+                ).format(s=self._s),
+                (list(wrapped), list(wrapped.values())),
+            )
+            curs.execute(
+                SQL(
+                    "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%s)"
+                ).format(s=self._s),
+                (list(wrapped),),
+            )
+            return {
+                r["customer_id"]: (bytes(r["wrapped"]) if r["wrapped"] is not None else None)
+                for r in curs.fetchall()
+            }
+
+    def forget_key(self, customer_id: UUID) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {s}.crm_data_keys (customer_id, wrapped, forgotten_at) "
+                    "VALUES (%s, NULL, now()) ON CONFLICT (customer_id) "
+                    "DO UPDATE SET wrapped = NULL, forgotten_at = coalesce({s}.crm_data_keys.forgotten_at, now())"
+                ).format(s=self._s),
+                (customer_id,),
+            )
+
+
+class PostgresBackend:
+    """The recorders, tracking recorder and key vault of one PostgreSQL database (and schema)."""
+
+    name = "postgresql"
+
+    def __init__(self, url: StoreURL, *, pool_size: int = 4, max_overflow: int = 8) -> None:
+        params = conninfo_to_dict(url.target)
+        self.datastore = PostgresDatastore(
+            dbname=str(params.get("dbname", "postgres")),
+            host=str(params.get("host", "127.0.0.1")),
+            port=str(params.get("port", "5432")),
+            user=str(params.get("user", "")),
+            password=str(params.get("password", "")),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            schema=url.schema,
+            idle_in_transaction_session_timeout=60,
+        )
+        if url.schema:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(url.schema)))
+        self.standard = PostgresLogRecorder(self.datastore)
+        self.bulk = PostgresBulkLogRecorder(self.datastore)
+        self.tracking = PostgresTrackingRecorder(
+            self.datastore, tracking_table_name="notification_tracking"
+        )
+        self.vault = PostgresKeyVault(self.datastore)
+        self.standard.create_table()
+        self.tracking.create_table()
+        self.vault.create_tables()
+
+    def close(self) -> None:
+        self.datastore.close()

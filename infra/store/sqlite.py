@@ -1,0 +1,237 @@
+"""SQLite backend (the embedded default): eventsourcing's recorders on our table definition.
+
+Positions are an explicit `notification_id INTEGER PRIMARY KEY AUTOINCREMENT`, not the bare
+rowid the library uses: VACUUM may renumber a bare rowid, and AUTOINCREMENT never reuses one.
+`customer_id` is derived from the envelope header by a generated column, as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteTrackingRecorder,
+)
+
+from infra.codec import LogRow
+from infra.store.url import StoreURL
+
+CUSTOMER_ID_EXPR = (
+    "CASE WHEN length(state) >= 20 AND substr(state, 1, 1) = x'CE' "
+    "AND substr(state, 5, 16) != zeroblob(16) THEN lower(hex(substr(state, 5, 16))) END"
+)
+
+_COLUMNS = "notification_id, originator_id, originator_version, topic, state, recorded_at"
+
+
+def _recorded_at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class SqliteLogRecorder(SQLiteApplicationRecorder):
+    """The standard append path: one INSERT per event in one transaction (the library's)."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+        t = self.events_table_name
+        self.insert_events_statement = (
+            f"INSERT INTO {t} (originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+        )
+        self.select_max_notification_id_statement = f"SELECT MAX(notification_id) FROM {t}"
+
+    def construct_create_table_statements(self) -> list[str]:
+        t = self.events_table_name
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            "notification_id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "originator_id TEXT NOT NULL, "
+            "originator_version INTEGER NOT NULL, "
+            "topic TEXT, "
+            "state BLOB, "
+            f"customer_id TEXT GENERATED ALWAYS AS ({CUSTOMER_ID_EXPR}) STORED, "
+            "recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), "
+            "UNIQUE (originator_id, originator_version))",
+            f"CREATE INDEX IF NOT EXISTS {t}_customer_idx ON {t} (customer_id, notification_id) "
+            "WHERE customer_id IS NOT NULL",
+        ]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        after = None if start is None else (start - 1 if inclusive_of_start else start)
+        return [
+            Notification(
+                id=r.position,
+                originator_id=r.stream_id,
+                originator_version=r.version,
+                topic=r.topic,
+                state=r.state,
+            )
+            for r in self.select_log(after if after is not None else 0, limit, topics, stop)
+        ]
+
+    def select_log(
+        self,
+        after: int,
+        limit: int,
+        topics: Sequence[str] = (),
+        stop: int | None = None,
+    ) -> list[LogRow]:
+        """Rows with position > after (and <= stop), in position order, with recorded_at."""
+        statement = f"SELECT {_COLUMNS} FROM {self.events_table_name} WHERE notification_id > ? "
+        params: list[Any] = [after]
+        if stop is not None:
+            statement += "AND notification_id <= ? "
+            params.append(stop)
+        if topics:
+            statement += f"AND topic IN ({','.join('?' * len(topics))}) "
+            params.extend(topics)
+        statement += "ORDER BY notification_id LIMIT ?"
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            return [self._row(r) for r in c.fetchall()]
+
+    def select_stream(self, stream_id: UUID, after_version: int = 0) -> list[LogRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT {_COLUMNS} FROM {self.events_table_name} "
+                "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version",
+                (stream_id.hex, after_version),
+            )
+            return [self._row(r) for r in c.fetchall()]
+
+    def stream_heads(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
+        ids = [s.hex for s in stream_ids]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, max(originator_version) FROM {self.events_table_name} "
+                f"WHERE originator_id IN ({','.join('?' * len(ids))}) GROUP BY originator_id",
+                ids,
+            )
+            return {UUID(r[0]): r[1] for r in c.fetchall()}
+
+    def _row(self, r: Any) -> LogRow:
+        return LogRow(r[0], self.convert_originator_id(r[1]), r[2], r[3], r[4], _recorded_at(r[5]))
+
+
+class SqliteBulkLogRecorder(SqliteLogRecorder):
+    """The bulk path: one executemany per batch in one transaction; ids from last_insert_rowid.
+
+    SQLite admits one writer at a time, and AUTOINCREMENT draws ids in insert order, so the
+    ids of one transaction's batch are contiguous.
+    """
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        c.executemany(
+            self.insert_events_statement,
+            [
+                (
+                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
+                for s in stored_events
+            ],
+        )
+        c.execute("SELECT last_insert_rowid()")
+        last = int(c.fetchone()[0])
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+
+class SqliteKeyVault:
+    """Wrapped data keys and the master-key fingerprint, in tables beside the log."""
+
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        self.datastore = datastore
+
+    def create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS crm_data_keys (customer_id TEXT PRIMARY KEY, "
+                "wrapped BLOB, created_at TEXT NOT NULL DEFAULT (datetime('now')), forgotten_at TEXT)"
+            )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS crm_key_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+
+    def master_fingerprint(self, fingerprint: str) -> str:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO crm_key_meta (name, value) VALUES ('master_fingerprint', ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (fingerprint,),
+            )
+            c.execute("SELECT value FROM crm_key_meta WHERE name = 'master_fingerprint'")
+            return str(c.fetchone()[0])
+
+    def load_keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        ids = [c.hex for c in customer_ids]
+        found: dict[UUID, bytes | None] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                c.execute(
+                    "SELECT customer_id, wrapped FROM crm_data_keys "
+                    f"WHERE customer_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update({UUID(r[0]): r[1] for r in c.fetchall()})
+        return found
+
+    def add_keys(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes | None]:
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(
+                "INSERT INTO crm_data_keys (customer_id, wrapped) VALUES (?, ?) "
+                "ON CONFLICT (customer_id) DO NOTHING",
+                [(cid.hex, w) for cid, w in wrapped.items()],
+            )
+        return self.load_keys(wrapped)
+
+    def forget_key(self, customer_id: UUID) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO crm_data_keys (customer_id, wrapped, forgotten_at) "
+                "VALUES (?, NULL, datetime('now')) ON CONFLICT (customer_id) "
+                "DO UPDATE SET wrapped = NULL, forgotten_at = coalesce(forgotten_at, datetime('now'))",
+                (customer_id.hex,),
+            )
+
+
+class SqliteBackend:
+    """The recorders, tracking recorder and key vault of one SQLite file."""
+
+    name = "sqlite"
+
+    def __init__(self, url: StoreURL) -> None:
+        if url.target != ":memory:":
+            url.path.parent.mkdir(parents=True, exist_ok=True)
+        self.datastore = SQLiteDatastore(db_name=url.target, lock_timeout=30)
+        self.standard = SqliteLogRecorder(self.datastore)
+        self.bulk = SqliteBulkLogRecorder(self.datastore)
+        self.tracking = SQLiteTrackingRecorder(self.datastore)
+        self.vault = SqliteKeyVault(self.datastore)
+        self.standard.create_table()
+        self.tracking.create_table()
+        self.vault.create_tables()
+
+    def close(self) -> None:
+        self.datastore.close()
