@@ -96,6 +96,13 @@ class EventRegistry:
             data = step(data)
         return data
 
+    def include(self, other: EventRegistry) -> EventRegistry:
+        """Add every type and upcaster of another registry (tests extend the product's)."""
+        for spec in other:
+            self.register(spec.cls)
+        self._upcasters.update(other._upcasters)
+        return self
+
     def get(self, tag: str) -> EventSpec | None:
         return self._specs.get(tag)
 
@@ -140,8 +147,8 @@ def _placeholder(cls: type, name: str, ftype: msgspec.inspect.Type) -> Any:
         return FORGOTTEN
     if isinstance(ftype, msgspec.inspect.UnionType) and ftype.includes_none:
         return None
-    if isinstance(ftype, msgspec.inspect.ListType | msgspec.inspect.TupleType):
-        return ()
+    if isinstance(ftype, msgspec.inspect.ListType):
+        return []
     if isinstance(ftype, msgspec.inspect.VarTupleType):
         return ()
     raise EventTypeError(

@@ -323,7 +323,7 @@ class EventCodec:
         public = msgspec.structs.asdict(body.payload)
         plain = self._personal_plain(tc, row, customer, body.sealed)
         if plain is None:
-            return spec.cls(**public, **spec.placeholders), spec.personal
+            return spec.cls(**public, **_fresh(spec.placeholders)), spec.personal
         assert tc.personal_decoder is not None
         personal = msgspec.structs.asdict(tc.personal_decoder.decode(plain))
         return spec.cls(**public, **personal), ()
@@ -353,13 +353,18 @@ class EventCodec:
                 data.update(self._generic.decode(plain))
         data = self._registry.upcast(spec.tag, version, data)
         if is_sealed and plain is None:
-            missing = {k: v for k, v in spec.placeholders.items() if k not in data}
+            missing = {k: v for k, v in _fresh(spec.placeholders).items() if k not in data}
             data.update(missing)
             forgotten = spec.personal
         data["type"] = spec.tag
         payload = msgspec.convert(data, spec.cls, strict=False)
         body = msgspec.convert([*raw[:7], None], _Body[Any], strict=False)
         return body, payload, forgotten
+
+
+def _fresh(placeholders: dict[str, Any]) -> dict[str, Any]:
+    """Placeholders with list values copied, so no two events share one mutable list."""
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in placeholders.items()}
 
 
 def _aad(header: bytes, stream_id: UUID, version: int) -> bytes:

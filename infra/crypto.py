@@ -190,8 +190,8 @@ class KeyRing:
         self._cache[customer_id] = None
 
     def evict(self, customer_id: UUID) -> None:
-        """Drop a cached key (another process forgot the customer)."""
-        self._cache[customer_id] = None
+        """Drop a cached key so the next use asks the vault (another process forgot them)."""
+        self._cache.pop(customer_id, None)
 
     def _remember(self, customer_id: UUID, wrapped: bytes | None) -> AESGCM | None:
         if len(self._cache) >= self._cache_size:
