@@ -35,6 +35,29 @@ class StreamVersionConflict(StoreError):
         self.detail = detail
 
 
+class ContactTaken(StoreError):
+    """The e-mail or phone already belongs to another customer."""
+
+    code = "contact_taken"
+
+    def __init__(self, kind: str, owner: UUID) -> None:
+        super().__init__(f"this {kind} already belongs to customer {owner}")
+        self.kind = kind
+        self.owner = owner
+
+
+class ContactIndex(Protocol):
+    """Unique contacts by keyed hash: one owner per (kind, digest)."""
+
+    def claim(self, kind: str, digest: bytes, customer_id: UUID) -> UUID: ...
+
+    def owner(self, kind: str, digest: bytes) -> UUID | None: ...
+
+    def release(
+        self, customer_id: UUID, kind: str | None = None, digest: bytes | None = None
+    ) -> None: ...
+
+
 class LogRecorder(Protocol):
     """What the store needs of a backend's recorder (eventsourcing's, extended)."""
 
@@ -56,6 +79,7 @@ class Backend(Protocol):
     standard: LogRecorder
     bulk: LogRecorder
     vault: KeyVault
+    contacts: ContactIndex
 
     def close(self) -> None: ...
 
@@ -130,8 +154,23 @@ class EventStore:
     # -- privacy --------------------------------------------------------------------------
 
     def forget_keys(self, customer_id: UUID) -> None:
-        """Delete the customer's data key: their personal fields read as forgotten from now on."""
+        """Delete the customer's data key and contact hashes: their personal fields read as
+        forgotten from now on, and their e-mail and phone can be registered again."""
         self.keyring.forget(customer_id)
+        self.backend.contacts.release(customer_id)
+
+    def claim_contact(self, kind: str, value: str, customer_id: UUID) -> None:
+        """Reserve an e-mail or phone for one customer; ContactTaken if another has it."""
+        owner = self.backend.contacts.claim(kind, self.blind_index.digest(kind, value), customer_id)
+        if owner != customer_id:
+            raise ContactTaken(kind, owner)
+
+    def contact_owner(self, kind: str, value: str) -> UUID | None:
+        """Who has this e-mail or phone (looked up by keyed hash)."""
+        return self.backend.contacts.owner(kind, self.blind_index.digest(kind, value))
+
+    def release_contact(self, kind: str, value: str, customer_id: UUID) -> None:
+        self.backend.contacts.release(customer_id, kind, self.blind_index.digest(kind, value))
 
     def close(self) -> None:
         self.backend.close()

@@ -250,6 +250,73 @@ class PostgresKeyVault:
             )
 
 
+class PostgresContactIndex:
+    """Unique e-mail and phone by keyed hash (HMAC digest), never by plaintext."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        self.datastore = datastore
+        self._s = Identifier(datastore.schema)
+
+    def create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {s}.crm_contact_index ("
+                    "kind text NOT NULL, digest bytea NOT NULL, customer_id uuid NOT NULL, "
+                    "PRIMARY KEY (kind, digest))"
+                ).format(s=self._s)
+            )
+            curs.execute(
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS crm_contact_index_customer "
+                    "ON {s}.crm_contact_index (customer_id)"
+                ).format(s=self._s)
+            )
+
+    def claim(self, kind: str, digest: bytes, customer_id: UUID) -> UUID:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {s}.crm_contact_index (kind, digest, customer_id) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (kind, digest) DO NOTHING"
+                ).format(s=self._s),
+                (kind, digest, customer_id),
+            )
+            curs.execute(
+                SQL(
+                    "SELECT customer_id FROM {s}.crm_contact_index WHERE kind = %s AND digest = %s"
+                ).format(s=self._s),
+                (kind, digest),
+            )
+            row = curs.fetchone()
+            assert row is not None
+            return UUID(str(row["customer_id"]))
+
+    def owner(self, kind: str, digest: bytes) -> UUID | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT customer_id FROM {s}.crm_contact_index WHERE kind = %s AND digest = %s"
+                ).format(s=self._s),
+                (kind, digest),
+            )
+            row = curs.fetchone()
+            return None if row is None else UUID(str(row["customer_id"]))
+
+    def release(
+        self, customer_id: UUID, kind: str | None = None, digest: bytes | None = None
+    ) -> None:
+        statement = SQL("DELETE FROM {s}.crm_contact_index WHERE customer_id = %s").format(
+            s=self._s
+        )
+        params: list[Any] = [customer_id]
+        if kind is not None and digest is not None:
+            statement += SQL(" AND kind = %s AND digest = %s")
+            params += [kind, digest]
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(statement, params)
+
+
 class PostgresBackend:
     """The recorders, tracking recorder and key vault of one PostgreSQL database (and schema)."""
 
@@ -277,9 +344,11 @@ class PostgresBackend:
             self.datastore, tracking_table_name="notification_tracking"
         )
         self.vault = PostgresKeyVault(self.datastore)
+        self.contacts = PostgresContactIndex(self.datastore)
         self.standard.create_table()
         self.tracking.create_table()
         self.vault.create_tables()
+        self.contacts.create_tables()
 
     def close(self) -> None:
         self.datastore.close()

@@ -216,6 +216,57 @@ class SqliteKeyVault:
             )
 
 
+class SqliteContactIndex:
+    """Unique e-mail and phone by keyed hash (HMAC digest), never by plaintext."""
+
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        self.datastore = datastore
+
+    def create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS crm_contact_index (kind TEXT NOT NULL, "
+                "digest BLOB NOT NULL, customer_id TEXT NOT NULL, PRIMARY KEY (kind, digest))"
+            )
+            c.execute(
+                "CREATE INDEX IF NOT EXISTS crm_contact_index_customer "
+                "ON crm_contact_index (customer_id)"
+            )
+
+    def claim(self, kind: str, digest: bytes, customer_id: UUID) -> UUID:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO crm_contact_index (kind, digest, customer_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, digest) DO NOTHING",
+                (kind, digest, customer_id.hex),
+            )
+            c.execute(
+                "SELECT customer_id FROM crm_contact_index WHERE kind = ? AND digest = ?",
+                (kind, digest),
+            )
+            return UUID(c.fetchone()[0])
+
+    def owner(self, kind: str, digest: bytes) -> UUID | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT customer_id FROM crm_contact_index WHERE kind = ? AND digest = ?",
+                (kind, digest),
+            )
+            row = c.fetchone()
+            return None if row is None else UUID(row[0])
+
+    def release(
+        self, customer_id: UUID, kind: str | None = None, digest: bytes | None = None
+    ) -> None:
+        statement = "DELETE FROM crm_contact_index WHERE customer_id = ?"
+        params: list[Any] = [customer_id.hex]
+        if kind is not None and digest is not None:
+            statement += " AND kind = ? AND digest = ?"
+            params += [kind, digest]
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(statement, params)
+
+
 class SqliteBackend:
     """The recorders, tracking recorder and key vault of one SQLite file."""
 
@@ -229,9 +280,11 @@ class SqliteBackend:
         self.bulk = SqliteBulkLogRecorder(self.datastore)
         self.tracking = SQLiteTrackingRecorder(self.datastore)
         self.vault = SqliteKeyVault(self.datastore)
+        self.contacts = SqliteContactIndex(self.datastore)
         self.standard.create_table()
         self.tracking.create_table()
         self.vault.create_tables()
+        self.contacts.create_tables()
 
     def close(self) -> None:
         self.datastore.close()

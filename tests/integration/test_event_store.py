@@ -355,3 +355,27 @@ class TestStoreURLs:
 
     def test_kitchen_sink_is_registered_only_in_tests(self) -> None:
         assert TEST_EVENTS.get(KitchenSink.__struct_config__.tag) is not None  # type: ignore[arg-type]
+
+
+class TestContactIndex:
+    def test_unique_email_and_phone_by_keyed_hash(self, store: EventStore) -> None:
+        from infra.store.event_store import ContactTaken
+
+        ada, bob = uuid4(), uuid4()
+        store.claim_contact("email", "Ada@Example.org", ada)
+        store.claim_contact("email", "ada@example.org ", ada)  # the owner may claim again
+        store.claim_contact("phone", "+36 30 123 4567", ada)
+        with pytest.raises(ContactTaken) as info:
+            store.claim_contact("email", "ADA@example.org", bob)
+        assert info.value.owner == ada
+        assert store.contact_owner("phone", "+36301234567") == ada
+        assert store.contact_owner("email", "bob@example.org") is None
+        store.release_contact("email", "ada@example.org", ada)
+        store.claim_contact("email", "ada@example.org", bob)
+        assert store.contact_owner("email", "ada@example.org") == bob
+
+    def test_forgetting_releases_the_contacts(self, store: EventStore) -> None:
+        ada = uuid4()
+        store.claim_contact("email", "ada@example.org", ada)
+        store.forget_keys(ada)
+        assert store.contact_owner("email", "ada@example.org") is None
