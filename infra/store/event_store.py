@@ -7,23 +7,50 @@ PostgreSQL, one executemany per batch on SQLite); both keep commit order = posit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.envelope import Envelope
+from handlers.ports import (
+    AppendConflict,
+    CommandAlreadyRecorded,
+    CommandResult,
+    ContactClaim,
+    ContactTakenOnAppend,
+    StreamVersion,
+)
 from infra.codec import EventCodec, LogRow
 from infra.crypto import BlindIndex, KeyRing, KeyVault
 from infra.errors import InfraError
+
+_streams_codec = msgspec.msgpack.Encoder()
+_streams_decoder = msgspec.msgpack.Decoder(list[tuple[bytes, int, int]])
+
+
+def stream_ranges(events: Sequence[Envelope]) -> list[tuple[UUID, int, int]]:
+    """(stream, first version, last version) of each stream a batch of events touches."""
+    ranges: dict[UUID, list[int]] = {}
+    for e in events:
+        lo_hi = ranges.setdefault(e.stream_id, [e.version, e.version])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], e.version), max(lo_hi[1], e.version)
+    return [(k, lo, hi) for k, (lo, hi) in ranges.items()]
+
+
+def command_row(command_id: str, name: str, events: Sequence[Envelope]) -> tuple[str, str, bytes]:
+    """The command record committed with its events: enough to answer a repeat exactly."""
+    blob = _streams_codec.encode([(sid.bytes, lo, hi) for sid, lo, hi in stream_ranges(events)])
+    return (command_id, name, blob)
 
 
 class StoreError(InfraError):
     code = "store_error"
 
 
-class StreamVersionConflict(StoreError):
+class StreamVersionConflict(StoreError, AppendConflict):
     """Another writer appended to the stream first: reload and decide again."""
 
     code = "stream_version_conflict"
@@ -61,13 +88,23 @@ class ContactIndex(Protocol):
 class LogRecorder(Protocol):
     """What the store needs of a backend's recorder (eventsourcing's, extended)."""
 
-    def insert_events(self, stored_events: Sequence[StoredEvent]) -> Sequence[int] | None: ...
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: object
+    ) -> Sequence[int] | None: ...
 
     def select_log(
         self, after: int, limit: int, topics: Sequence[str] = (), stop: int | None = None
     ) -> list[LogRow]: ...
 
     def select_stream(self, stream_id: UUID, after_version: int = 0) -> list[LogRow]: ...
+
+    def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]: ...
+
+    def select_command(self, command_id: str) -> tuple[str, bytes] | None: ...
+
+    def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]: ...
+
+    def positions_of(self, ranges: Sequence[tuple[UUID, int, int]]) -> list[int]: ...
 
     def stream_heads(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
 
@@ -111,6 +148,78 @@ class EventStore:
         assert ids is not None
         return list(ids)
 
+    def append_command(
+        self,
+        events: Sequence[Envelope],
+        *,
+        command_id: str | None,
+        command_name: str,
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+        bulk: bool = False,
+    ) -> list[int]:
+        """Events, command record and contact claims in one transaction (the EventLog port)."""
+        commands = [command_row(command_id, command_name, events)] if command_id else []
+        return self.append_batch(
+            events, commands=commands, claims=claims, releases=releases, bulk=bulk
+        )
+
+    def append_batch(
+        self,
+        events: Sequence[Envelope],
+        *,
+        commands: Sequence[tuple[str, str, bytes]] = (),
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+        bulk: bool = False,
+    ) -> list[int]:
+        """Many commands' events and records at once (import). Raises CommandAlreadyRecorded,
+        ContactTakenOnAppend or StreamVersionConflict; then nothing was appended."""
+        claim_rows = self._new_claims(claims)
+        release_rows = [
+            (r.kind, self.blind_index.digest(r.kind, r.value), r.customer_id) for r in releases
+        ]
+        stored = self.codec.encode_many(events)
+        recorder = self.backend.bulk if bulk else self.backend.standard
+        try:
+            ids = recorder.insert_events(
+                stored, commands=list(commands), claims=claim_rows, releases=release_rows
+            )
+        except IntegrityError as e:
+            if commands and self.backend.standard.select_recorded_commands(
+                [c[0] for c in commands]
+            ):
+                raise CommandAlreadyRecorded(str(e)) from None
+            self._new_claims(claims)  # raises ContactTakenOnAppend if another customer won
+            raise self._conflict(stored, str(e)) from None
+        assert ids is not None
+        return list(ids)
+
+    def _new_claims(self, claims: Sequence[ContactClaim]) -> list[tuple[str, bytes, UUID]]:
+        """Claims not yet held by their customer; ContactTakenOnAppend if another holds one."""
+        rows = []
+        for claim in claims:
+            digest = self.blind_index.digest(claim.kind, claim.value)
+            owner = self.backend.contacts.owner(claim.kind, digest)
+            if owner is None:
+                rows.append((claim.kind, digest, claim.customer_id))
+            elif owner != claim.customer_id:
+                raise ContactTakenOnAppend(claim.kind, owner)
+        return list({(k, d): (k, d, c) for k, d, c in rows}.values())
+
+    def find_command(self, command_id: str) -> CommandResult | None:
+        found = self.backend.standard.select_command(command_id)
+        if found is None:
+            return None
+        ranges = [(UUID(bytes=sid), lo, hi) for sid, lo, hi in _streams_decoder.decode(found[1])]
+        return CommandResult(
+            streams=[StreamVersion(sid, hi) for sid, _, hi in ranges],
+            positions=self.backend.standard.positions_of(ranges),
+        )
+
+    def recorded_commands(self, command_ids: Iterable[str]) -> set[str]:
+        return self.backend.standard.select_recorded_commands(list(command_ids))
+
     def _conflict(self, stored: Sequence[StoredEvent], detail: str) -> StreamVersionConflict:
         firsts: dict[UUID, int] = {}
         for s in stored:
@@ -126,6 +235,17 @@ class EventStore:
 
     def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[Envelope]:
         return self.codec.decode_many(self.backend.standard.select_stream(stream_id, after_version))
+
+    def load(self, stream_id: UUID) -> list[Envelope]:
+        return self.read_stream(stream_id)
+
+    def load_many(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[Envelope]]:
+        """Many streams in one query (import loads every customer of a batch at once)."""
+        ids = list(set(stream_ids))
+        found: dict[UUID, list[Envelope]] = {i: [] for i in ids}
+        for e in self.codec.decode_many(self.backend.standard.select_streams(ids)) if ids else ():
+            found[e.stream_id].append(e)
+        return found
 
     def read_rows(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] = (), stop: int | None = None

@@ -69,10 +69,58 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
                 table=table,
             )
         )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.crm_commands ("
+                "command_id text PRIMARY KEY, name text NOT NULL, streams bytea NOT NULL, "
+                "recorded_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            ).format(schema=schema)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.crm_contact_index ("
+                "kind text NOT NULL, digest bytea NOT NULL, customer_id uuid NOT NULL, "
+                "PRIMARY KEY (kind, digest))"
+            ).format(schema=schema)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS crm_contact_index_customer "
+                "ON {schema}.crm_contact_index (customer_id)"
+            ).format(schema=schema)
+        )
+        self._insert_commands = SQL(
+            "INSERT INTO {schema}.crm_commands (command_id, name, streams) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
+        ).format(schema=schema)
+        self._insert_claims = SQL(
+            "INSERT INTO {schema}.crm_contact_index (kind, digest, customer_id) "
+            "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::uuid[])"
+        ).format(schema=schema)
+        self._delete_claims = SQL(
+            "DELETE FROM {schema}.crm_contact_index c "
+            "USING unnest(%s::text[], %s::bytea[], %s::uuid[]) AS r(kind, digest, customer_id) "
+            "WHERE c.kind = r.kind AND c.digest = r.digest AND c.customer_id = r.customer_id"
+        ).format(schema=schema)
+        self._select_command = SQL(
+            "SELECT name, streams FROM {schema}.crm_commands WHERE command_id = %s"
+        ).format(schema=schema)
+        self._select_commands = SQL(
+            "SELECT command_id FROM {schema}.crm_commands WHERE command_id = ANY(%s)"
+        ).format(schema=schema)
+        self._positions_of = SQL(
+            "SELECT e.notification_id FROM {schema}.{table} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[], %s::bigint[]) AS r(id, lo, hi) "
+            "ON e.originator_id = r.id AND e.originator_version BETWEEN r.lo AND r.hi "
+            "ORDER BY e.notification_id"
+        ).format(schema=schema, table=table)
         columns = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at "
             "FROM {schema}.{table} "
         ).format(schema=schema, table=table)
+        self._select_streams = columns + SQL(
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        )
         self._select_log = columns + SQL("WHERE notification_id > %s ")
         self._select_stream = columns + SQL(
             "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
@@ -102,6 +150,45 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             conn.cursor(row_factory=tuple_row, binary=True) as curs,
         ):
             curs.execute(statement, params, prepare=True)
+            return [LogRow._make(r) for r in curs.fetchall()]
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """Rows that commit with the events: command records and contact claims/releases."""
+        if commands := kwargs.get("commands"):
+            curs.execute(self._insert_commands, [list(col) for col in zip(*commands, strict=True)])
+        if claims := kwargs.get("claims"):
+            curs.execute(self._insert_claims, [list(col) for col in zip(*claims, strict=True)])
+        if releases := kwargs.get("releases"):
+            curs.execute(self._delete_claims, [list(col) for col in zip(*releases, strict=True)])
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_command(self, command_id: str) -> tuple[str, bytes] | None:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._select_command, (command_id,), prepare=True)
+            row = curs.fetchone()
+            return None if row is None else (row[0], bytes(row[1]))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._select_commands, (list(command_ids),))
+            return {r[0] for r in curs.fetchall()}
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def positions_of(self, ranges: Sequence[tuple[UUID, int, int]]) -> list[int]:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._positions_of, [list(col) for col in zip(*ranges, strict=True)])
+            return [r[0] for r in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(self._select_streams, (list(stream_ids),))
             return [LogRow._make(r) for r in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -159,11 +246,6 @@ class PostgresBulkLogRecorder(PostgresLogRecorder):
             last = int(next(iter(row.values())))
             self._notify_channel(curs)
         return list(range(last - len(stored_events) + 1, last + 1))
-
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """Hook for rows that must commit with the events (tracking, command records)."""
 
 
 class PostgresKeyVault:

@@ -60,7 +60,82 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
             "UNIQUE (originator_id, originator_version))",
             f"CREATE INDEX IF NOT EXISTS {t}_customer_idx ON {t} (customer_id, notification_id) "
             "WHERE customer_id IS NOT NULL",
+            "CREATE TABLE IF NOT EXISTS crm_commands (command_id TEXT PRIMARY KEY, "
+            "name TEXT NOT NULL, streams BLOB NOT NULL, "
+            "recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))",
+            "CREATE TABLE IF NOT EXISTS crm_contact_index (kind TEXT NOT NULL, "
+            "digest BLOB NOT NULL, customer_id TEXT NOT NULL, PRIMARY KEY (kind, digest))",
+            "CREATE INDEX IF NOT EXISTS crm_contact_index_customer ON crm_contact_index (customer_id)",
         ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        self._insert_extras(c, **kwargs)
+        return super()._insert_events(c, stored_events)
+
+    def _insert_extras(self, c: SQLiteCursor, **kwargs: Any) -> None:
+        """Rows that commit with the events: command records and contact claims/releases."""
+        if commands := kwargs.get("commands"):
+            c.executemany(
+                "INSERT INTO crm_commands (command_id, name, streams) VALUES (?, ?, ?)", commands
+            )
+        if claims := kwargs.get("claims"):
+            c.executemany(
+                "INSERT INTO crm_contact_index (kind, digest, customer_id) VALUES (?, ?, ?)",
+                [(k, d, cid.hex) for k, d, cid in claims],
+            )
+        if releases := kwargs.get("releases"):
+            c.executemany(
+                "DELETE FROM crm_contact_index WHERE kind = ? AND digest = ? AND customer_id = ?",
+                [(k, d, cid.hex) for k, d, cid in releases],
+            )
+
+    def select_command(self, command_id: str) -> tuple[str, bytes] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name, streams FROM crm_commands WHERE command_id = ?", (command_id,))
+            row = c.fetchone()
+            return None if row is None else (row[0], bytes(row[1]))
+
+    def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(command_ids)
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                c.execute(
+                    f"SELECT command_id FROM crm_commands WHERE command_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update(r[0] for r in c.fetchall())
+        return found
+
+    def positions_of(self, ranges: Sequence[tuple[UUID, int, int]]) -> list[int]:
+        positions: list[int] = []
+        with self.datastore.transaction(commit=False) as c:
+            for stream_id, lo, hi in ranges:
+                c.execute(
+                    f"SELECT notification_id FROM {self.events_table_name} "
+                    "WHERE originator_id = ? AND originator_version BETWEEN ? AND ?",
+                    (stream_id.hex, lo, hi),
+                )
+                positions.extend(r[0] for r in c.fetchall())
+        return sorted(positions)
+
+    def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]:
+        ids = [s.hex for s in stream_ids]
+        rows: list[LogRow] = []
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                c.execute(
+                    f"SELECT {_COLUMNS} FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                rows.extend(self._row(r) for r in c.fetchall())
+        return rows
 
     def select_notifications(
         self,
@@ -136,8 +211,9 @@ class SqliteBulkLogRecorder(SqliteLogRecorder):
     """
 
     def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        self._insert_extras(c, **kwargs)
         if not stored_events:
             return []
         c.executemany(

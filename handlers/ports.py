@@ -1,0 +1,84 @@
+"""What the handlers need from the outside world, as small Protocols (infra implements them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+import msgspec
+
+from domain.envelope import Envelope
+
+
+class StreamVersion(msgspec.Struct, frozen=True):
+    id: UUID
+    version: int
+
+
+class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a command did: the streams it appended to (with their new versions) and positions.
+
+    `positions` lets a client wait for read-your-writes (`min_position` on queries)."""
+
+    streams: list[StreamVersion] = []
+    positions: list[int] = []
+
+
+class ContactClaim(msgspec.Struct, frozen=True):
+    """Reserve (or release) an e-mail or phone for a customer, atomically with the events."""
+
+    kind: str
+    value: str
+    customer_id: UUID
+
+
+class AppendConflict(Exception):
+    """Another writer took a stream version first: load again and decide again."""
+
+
+class CommandAlreadyRecorded(Exception):
+    """This command_id was committed before (a retry, or a re-run after a dropped connection)."""
+
+
+class ContactTakenOnAppend(Exception):
+    """A contact claimed in this append belongs to another customer."""
+
+    def __init__(self, kind: str, owner: UUID) -> None:
+        super().__init__(f"this {kind} already belongs to customer {owner}")
+        self.kind = kind
+        self.owner = owner
+
+
+class EventLog(Protocol):
+    def load(self, stream_id: UUID) -> list[Envelope]: ...
+
+    def load_many(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[Envelope]]: ...
+
+    def append_command(
+        self,
+        events: Sequence[Envelope],
+        *,
+        command_id: str | None,
+        command_name: str,
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+        bulk: bool = False,
+    ) -> list[int]:
+        """Append events, the command record and contact claims in one transaction.
+
+        Raises AppendConflict, CommandAlreadyRecorded or ContactTakenOnAppend."""
+        ...
+
+    def find_command(self, command_id: str) -> CommandResult | None: ...
+
+    def recorded_commands(self, command_ids: Iterable[str]) -> set[str]: ...
+
+    def contact_owner(self, kind: str, value: str) -> UUID | None: ...
+
+    def forget_keys(self, customer_id: UUID) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
