@@ -80,5 +80,17 @@ class EventLog(Protocol):
     def forget_keys(self, customer_id: UUID) -> None: ...
 
 
+class BatchLog(EventLog, Protocol):
+    def append_commands(
+        self,
+        batch: Sequence[tuple[str, str, Sequence[Envelope]]],
+        *,
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+    ) -> list[int]:
+        """Many (command_id, name, events) in one bulk transaction, all or nothing."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 from uuid import UUID
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from domain.customers.contacts import normalise_contact
 from infra.errors import ConfigurationError, InfraError
 
 DEV_MASTER_KEY = hashlib.sha256(b"crm-engine development master key: never in production").digest()
@@ -207,19 +207,6 @@ class KeyRing:
             ) from None
         self._cache[customer_id] = cipher
         return cipher
-
-
-_NON_DIGITS = re.compile(r"[^0-9]")
-
-
-def normalise_contact(kind: str, value: str) -> str:
-    """The canonical form uniqueness is judged on: e-mail case-folded, phone digits only."""
-    if kind == "email":
-        return value.strip().casefold()
-    if kind == "phone":
-        digits = _NON_DIGITS.sub("", value)
-        return ("+" if value.strip().startswith("+") else "") + digits
-    raise ValueError(f"unknown contact kind {kind!r}")
 
 
 class BlindIndex:

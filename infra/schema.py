@@ -7,14 +7,16 @@ from typing import Any
 import msgspec
 
 from domain.events import EventRegistry
+from handlers.registry import CommandRegistry
+from handlers.replies import ErrorReply, OkReply
 
 
-def contract(events: EventRegistry) -> dict[str, Any]:
+def contract(events: EventRegistry, commands: CommandRegistry) -> dict[str, Any]:
     return {
-        "commands": {},
+        "commands": {spec.name: msgspec.json.schema(spec.type) for spec in commands},
         "events": {
             spec.tag: {"schema_version": spec.version, "schema": msgspec.json.schema(spec.cls)}
             for spec in sorted(events, key=lambda s: s.tag)
         },
-        "replies": {},
+        "replies": {"ok": msgspec.json.schema(OkReply), "error": msgspec.json.schema(ErrorReply)},
     }

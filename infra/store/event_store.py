@@ -164,6 +164,20 @@ class EventStore:
             events, commands=commands, claims=claims, releases=releases, bulk=bulk
         )
 
+    def append_commands(
+        self,
+        batch: Sequence[tuple[str, str, Sequence[Envelope]]],
+        *,
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+    ) -> list[int]:
+        """The import path: many commands and their records in one bulk transaction."""
+        events = [e for _, _, evs in batch for e in evs]
+        commands = [command_row(cid, name, evs) for cid, name, evs in batch]
+        return self.append_batch(
+            events, commands=commands, claims=claims, releases=releases, bulk=True
+        )
+
     def append_batch(
         self,
         events: Sequence[Envelope],

@@ -5,13 +5,13 @@ import os
 
 import pytest
 
+from domain.customers.contacts import normalise_contact
 from infra.crypto import (
     DEV_MASTER_KEY,
     BlindIndex,
     InsecureMasterKey,
     fingerprint,
     load_master_key,
-    normalise_contact,
 )
 from infra.errors import ConfigurationError
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import typer
 from rich.console import Console
 
-from domain.catalogue import EVENTS
+from infra.cli import commands
 from infra.errors import InfraError
 from infra.logging import configure_logging
 
@@ -47,12 +45,9 @@ def demo(
     )
 
 
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of every command, event and reply as one JSON document."""
-    from infra.schema import contract
-
-    sys.stdout.write(json.dumps(contract(EVENTS), indent=2, sort_keys=True) + "\n")
+app.command()(commands.do)
+app.command("import")(commands.import_file)
+app.command()(commands.schema)
 
 
 def main() -> None:
@@ -64,5 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUTF8", "1")
     main()
