@@ -33,7 +33,7 @@ services:
 	bash .ci/services
 
 bench: $(STAMP) services
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .hypothesis .ruff_cache

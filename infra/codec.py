@@ -1,44 +1,48 @@
 """The msgspec mapper between envelopes and the stored rows of eventsourcing's recorders.
 
-Stored bytes (`state`) are a 20-byte header and a MessagePack body:
+Stored bytes (`state`) are a 4-byte prefix, the envelope as one MessagePack array, and, when
+personal fields are sealed, the sealed data with its length last:
 
     0      magic 0xCE            marks our envelope (anything else is foreign bytes)
-    1      flags                 bit 0: personal fields are sealed (AES-GCM) in the body
+    1      flags                 bit 0: personal fields are sealed (AES-GCM)
     2..3   schema_version        big-endian, selects the decoder or the upcaster chain
-    4..19  customer_id           16 bytes, all zero when the event is about no customer
+    4..    msgpack(Envelope)     its first element is customer_id (bin 16 or nil), so the
+                                 store reads it at a fixed offset; personal fields left out
+                                 when sealed
+    [..    nonce + ciphertext of the personal fields, then its length N (4 bytes)]  if sealed
 
-The header lets the database derive `customer_id` (a generated column) from the bytes alone,
-and lets a decoder pick its typed msgspec Decoder without parsing anything first. The topic
-column holds the stable type tag, the originator columns the stream id and version.
+The fixed place of customer_id lets the database derive it (a generated column) from the
+bytes alone; the prefix lets a decoder pick its typed msgspec Decoder without parsing first.
+The topic column holds the stable type tag, the originator columns the stream id and version.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
 from cryptography.exceptions import InvalidTag
-from eventsourcing.persistence import StoredEvent
+from msgspec.structs import force_setattr
 
 from domain.envelope import Envelope
-from domain.events import DomainEvent, EventRegistry, EventSpec
+from domain.events import EventRegistry, EventSpec
 from infra.crypto import KeyRing, PersonalDataTampered
 from infra.errors import InfraError
 
 MAGIC = 0xCE
 SEALED = 0x01
-HEADER = struct.Struct(">BBH16s")
-HEADER_SIZE = HEADER.size
-NO_CUSTOMER = bytes(16)
+_PREFIX = struct.Struct(">BBH")
+HEADER_SIZE = _PREFIX.size
+MIN_SIZE = HEADER_SIZE + 2  # the prefix and the smallest msgpack array
 NONCE_BYTES = 12
-
-P = TypeVar("P")
+_PAYLOAD = Envelope.__struct_fields__.index("payload")
 
 
 class EventDecodeError(InfraError):
@@ -80,29 +84,30 @@ class LogRow(NamedTuple):
     recorded_at: datetime | None = None
 
 
-class _Body(msgspec.Struct, Generic[P], array_like=True, gc=False):
-    stream_type: str
-    occurred_at: datetime
-    actor: str
-    channel: str
-    correlation_id: str | None
-    causation_id: str | None
-    command_id: str | None
-    payload: P
-    sealed: bytes | None = None
+class StoredRow(msgspec.Struct, frozen=True, gc=False):
+    """What the recorders insert: the four attributes of eventsourcing's StoredEvent, in a
+    lighter type (a frozen dataclass costs as much to build as encoding the event)."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _TypeCodec:
-    """Everything prepared once per event type: split structs and typed decoders."""
+    """Everything prepared once per event type: split structs, typed decoders, header bytes."""
 
     spec: EventSpec
-    public_names: tuple[str, ...]
-    public_cls: type[msgspec.Struct] | None
-    personal_cls: type[msgspec.Struct] | None
+    tag: str
+    plain_prefix: bytes
+    sealed_prefix: bytes
     plain_decoder: msgspec.msgpack.Decoder[Any]
-    sealed_decoder: msgspec.msgpack.Decoder[Any] | None
-    personal_decoder: msgspec.msgpack.Decoder[Any] | None
+    public_names: tuple[str, ...] = ()
+    public_cls: type[msgspec.Struct] | None = None
+    personal_cls: type[msgspec.Struct] | None = None
+    sealed_decoder: msgspec.msgpack.Decoder[Any] | None = None
+    personal_decoder: msgspec.msgpack.Decoder[Any] | None = None
 
 
 def _split_struct(spec: EventSpec, names: Sequence[str], suffix: str) -> type[msgspec.Struct]:
@@ -122,27 +127,31 @@ def _split_struct(spec: EventSpec, names: Sequence[str], suffix: str) -> type[ms
 
 
 def _type_codec(spec: EventSpec) -> _TypeCodec:
+    common = {
+        "spec": spec,
+        "tag": spec.tag,
+        "plain_prefix": _PREFIX.pack(MAGIC, 0, spec.version),
+        "sealed_prefix": _PREFIX.pack(MAGIC, SEALED, spec.version),
+        "plain_decoder": msgspec.msgpack.Decoder(Envelope[spec.cls]),  # type: ignore[name-defined]
+    }
+    if not spec.personal:
+        return _TypeCodec(**common)
     names = tuple(f.name for f in msgspec.structs.fields(spec.cls))
     public_names = tuple(n for n in names if n not in spec.personal)
-    if not spec.personal:
-        return _TypeCodec(
-            spec, public_names, None, None, msgspec.msgpack.Decoder(_Body[spec.cls]), None, None
-        )
     public_cls = _split_struct(spec, public_names, "Public")
     personal_cls = _split_struct(spec, spec.personal, "Personal")
     return _TypeCodec(
-        spec=spec,
+        **common,
         public_names=public_names,
         public_cls=public_cls,
         personal_cls=personal_cls,
-        plain_decoder=msgspec.msgpack.Decoder(_Body[spec.cls]),
-        sealed_decoder=msgspec.msgpack.Decoder(_Body[public_cls]),
+        sealed_decoder=msgspec.msgpack.Decoder(Envelope[public_cls]),  # type: ignore[valid-type]
         personal_decoder=msgspec.msgpack.Decoder(personal_cls),
     )
 
 
 class EventCodec:
-    """Envelope <-> StoredEvent, with personal fields sealed per customer when a keyring is set.
+    """Envelope <-> stored row, with personal fields sealed per customer when a keyring is set.
 
     Without a keyring (benchmarks of the bare codec, foreign tooling) personal fields are stored
     in the clear; production composition always passes one.
@@ -151,7 +160,7 @@ class EventCodec:
     def __init__(self, registry: EventRegistry, keyring: KeyRing | None = None) -> None:
         self._registry = registry
         self._keyring = keyring
-        self._encoder = msgspec.msgpack.Encoder()
+        self._encode = msgspec.msgpack.Encoder(uuid_format="bytes").encode
         self._generic = msgspec.msgpack.Decoder()
         self._by_tag: dict[str, _TypeCodec] = {}
         self._by_cls: dict[type, _TypeCodec] = {}
@@ -165,7 +174,7 @@ class EventCodec:
         if tc is None:
             tc = _type_codec(self._registry.spec_of(cls))
             self._by_cls[cls] = tc
-            self._by_tag[tc.spec.tag] = tc
+            self._by_tag[tc.tag] = tc
         return tc
 
     def _codec_for_tag(self, tag: str, position: int | None) -> _TypeCodec:
@@ -179,187 +188,226 @@ class EventCodec:
 
     # -- encode ---------------------------------------------------------------------------
 
-    def encode(self, event: Envelope) -> StoredEvent:
-        payload = event.payload
-        tc = self._codec_for_cls(type(payload))
-        spec = tc.spec
-        customer = event.customer_id
-        sealed: bytes | None = None
-        body_payload: Any = payload
-        if spec.personal and self._keyring is not None:
-            if customer is None:
-                raise EventEncodeError(
-                    f"{spec.tag} carries personal data but the envelope names no customer"
-                )
-            header = HEADER.pack(MAGIC, SEALED, spec.version, customer.bytes)
-            assert tc.public_cls is not None and tc.personal_cls is not None
-            body_payload = tc.public_cls(**{n: getattr(payload, n) for n in tc.public_names})
-            personal = tc.personal_cls(**{n: getattr(payload, n) for n in spec.personal})
-            nonce = os.urandom(NONCE_BYTES)
-            aad = _aad(header, event.stream_id, event.version)
-            cipher = self._keyring.cipher_for(customer)
-            sealed = nonce + cipher.encrypt(nonce, self._encoder.encode(personal), aad)
-        else:
-            header = HEADER.pack(
-                MAGIC, 0, spec.version, customer.bytes if customer else NO_CUSTOMER
-            )
-        body = _Body(
-            event.stream_type,
-            event.occurred_at,
-            event.actor,
-            event.channel,
-            event.correlation_id,
-            event.causation_id,
-            event.command_id,
-            body_payload,
-            sealed,
-        )
-        return StoredEvent(
-            originator_id=event.stream_id,
-            originator_version=event.version,
-            topic=spec.tag,
-            state=header + self._encoder.encode(body),
-        )
+    def encode(self, event: Envelope[Any]) -> StoredRow:
+        return self.encode_many([event])[0]
 
-    def encode_many(self, events: Sequence[Envelope]) -> list[StoredEvent]:
+    def _encode_sealed(self, event: Envelope[Any], tc: _TypeCodec) -> StoredRow:
+        assert (
+            self._keyring is not None and tc.public_cls is not None and tc.personal_cls is not None
+        )
+        customer = event.customer_id
+        if customer is None:
+            raise EventEncodeError(
+                f"{tc.tag} carries personal data but the envelope names no customer"
+            )
+        payload = event.payload
+        public = tc.public_cls(**{n: getattr(payload, n) for n in tc.public_names})
+        personal = tc.personal_cls(**{n: getattr(payload, n) for n in tc.spec.personal})
+        nonce = os.urandom(NONCE_BYTES)
+        cipher = self._keyring.cipher_for(customer)
+        aad = _aad(tc.sealed_prefix, customer, event.stream_id, event.version)
+        sealed = nonce + cipher.encrypt(nonce, self._encode(personal), aad)
+        body = self._encode(msgspec.structs.replace(event, payload=public))
+        state = tc.sealed_prefix + body + sealed + len(sealed).to_bytes(4, "big")
+        return StoredRow(event.stream_id, event.version, tc.tag, state)
+
+    def encode_many(self, events: Sequence[Envelope[Any]]) -> list[StoredRow]:
         """Encode a batch; the data keys it needs are loaded or created in one go."""
-        if self._keyring is not None:
-            self._keyring.prepare(
+        by_cls, codec_for = self._by_cls, self._codec_for_cls
+        encode, sealed = self._encode, self._encode_sealed
+        keyring = self._keyring
+        if keyring is not None:
+            keyring.prepare(
                 e.customer_id
                 for e in events
-                if e.customer_id is not None and self._codec_for_cls(type(e.payload)).spec.personal
+                if e.customer_id is not None
+                and codec_for(e.payload.__class__).personal_cls is not None
             )
-        return [self.encode(e) for e in events]
+        rows: list[StoredRow] = []
+        append = rows.append
+        for event in events:  # the hot loop of imports: everything bound locally
+            try:
+                tc = by_cls[event.payload.__class__]
+            except KeyError:
+                tc = codec_for(event.payload.__class__)
+            if keyring is not None and tc.personal_cls is not None:
+                append(sealed(event, tc))
+                continue
+            append(
+                StoredRow(event.stream_id, event.version, tc.tag, tc.plain_prefix + encode(event))
+            )
+        return rows
 
     # -- decode ---------------------------------------------------------------------------
 
-    def decode(self, row: LogRow) -> Envelope:
+    def decode(self, row: LogRow) -> Envelope[Any]:
+        env = self._open(row)
+        if row.state[1] & SEALED:
+            self._unseal(env, row)
+        return env
+
+    def decode_many(self, rows: Sequence[LogRow]) -> list[Envelope[Any]]:
+        """Decode a page; keys of every sealed customer in it are fetched in one query.
+
+        Allocates nothing per event beyond the envelope itself: on long pages the garbage
+        collector's work is a large share of decoding."""
+        collecting = gc.isenabled()
+        gc.disable()  # decoding creates no cycles; don't let the collector rescan every envelope
+        try:
+            opened = self._open_many(rows)
+        finally:
+            if collecting:
+                gc.enable()
+        sealed = [i for i, r in enumerate(rows) if r.state[1] & SEALED]
+        if sealed:
+            if self._keyring is not None:
+                self._keyring.preload({opened[i].customer_id for i in sealed})
+            for i in sealed:
+                self._unseal(opened[i], rows[i])
+        return opened
+
+    def _open_many(self, rows: Sequence[LogRow]) -> list[Envelope[Any]]:
+        """`_open` of every row, with the common case (plain, current version) inlined."""
+        by_tag, open_one, setattr_ = self._by_tag, self._open, force_setattr
+        opened: list[Envelope[Any]] = []
+        append = opened.append
+        for row in rows:
+            state = row.state
+            tc = by_tag.get(row.topic)
+            if (
+                tc is None
+                or len(state) < MIN_SIZE
+                or state[:4] != tc.plain_prefix
+                or tc.spec.forgets_customer
+            ):
+                append(open_one(row))  # sealed, old, foreign or unknown: the careful path
+                continue
+            try:
+                env = tc.plain_decoder.decode(state[HEADER_SIZE:])
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise CorruptEvent(row.position, f"{tc.tag}: {e}") from None
+            if env.version != row.version or env.stream_id.int != row.stream_id.int:
+                raise CorruptEvent(
+                    row.position, "envelope does not match its row (stream or version)"
+                )
+            setattr_(env, "position", row.position)
+            setattr_(env, "recorded_at", row.recorded_at)
+            append(env)
+        return opened
+
+    def _open(self, row: LogRow) -> Envelope[Any]:
+        """Header checks and the typed decode of the envelope; personal data still sealed."""
         state = row.state
         position = row.position
-        if len(state) < HEADER_SIZE or state[0] != MAGIC:
+        if len(state) < MIN_SIZE or state[0] != MAGIC:
             raise CorruptEvent(position, "not a crm-engine envelope (bad or missing header)")
-        _, flags, version, customer_bytes = HEADER.unpack_from(state)
-        tc = self._codec_for_tag(row.topic, position)
-        spec = tc.spec
-        customer = None if customer_bytes == NO_CUSTOMER else UUID(bytes=customer_bytes)
-        is_sealed = bool(flags & SEALED)
-        body_bytes = memoryview(state)[HEADER_SIZE:]
-        if version > spec.version:
-            raise CorruptEvent(
-                position, f"{spec.tag} v{version} is newer than this code (v{spec.version})"
-            )
+        tc = self._by_tag.get(row.topic) or self._codec_for_tag(row.topic, position)
+        version = (state[2] << 8) | state[3]
+        end = len(state)
+        sealed = None
+        if state[1] & SEALED:
+            sealed, end = self._sealed_part(tc, row)
         try:
-            if version != spec.version:
-                body, payload, forgotten = self._decode_old(
-                    tc, row, version, customer, body_bytes, is_sealed=is_sealed
+            if version == tc.spec.version:
+                decoder = tc.plain_decoder if sealed is None else tc.sealed_decoder
+                assert decoder is not None
+                env = decoder.decode(state[HEADER_SIZE:end])
+            elif version > tc.spec.version:
+                raise CorruptEvent(
+                    position, f"{tc.tag} v{version} is newer than this code (v{tc.spec.version})"
                 )
-            elif is_sealed:
-                assert tc.sealed_decoder is not None
-                body = tc.sealed_decoder.decode(body_bytes)
-                payload, forgotten = self._unseal(tc, row, customer, body)
             else:
-                body = tc.plain_decoder.decode(body_bytes)
-                payload, forgotten = body.payload, ()
-        except msgspec.DecodeError as e:
-            raise CorruptEvent(position, f"{spec.tag} v{version}: {e}") from None
-        except msgspec.ValidationError as e:
-            raise CorruptEvent(position, f"{spec.tag} v{version}: {e}") from None
-        if spec.forgets_customer and customer is not None and self._keyring is not None:
-            self._keyring.evict(customer)
-        return Envelope(
-            stream_id=row.stream_id,
-            stream_type=body.stream_type,
-            version=row.version,
-            occurred_at=body.occurred_at,
-            payload=payload,
-            customer_id=customer,
-            actor=body.actor,
-            channel=body.channel,
-            correlation_id=body.correlation_id,
-            causation_id=body.causation_id,
-            command_id=body.command_id,
-            position=position,
-            recorded_at=row.recorded_at,
-            forgotten=forgotten,
-        )
+                env = self._upcast(tc, version, state[HEADER_SIZE:end], sealed, row)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise CorruptEvent(position, f"{tc.tag} v{version}: {e}") from None
+        if env.version != row.version or env.stream_id.int != row.stream_id.int:
+            raise CorruptEvent(position, "envelope does not match its row (stream or version)")
+        force_setattr(env, "position", position)
+        force_setattr(env, "recorded_at", row.recorded_at)
+        if tc.spec.forgets_customer and env.customer_id is not None and self._keyring is not None:
+            self._keyring.evict(env.customer_id)
+        return env
 
-    def decode_many(self, rows: Sequence[LogRow]) -> list[Envelope]:
-        """Decode a page; keys of every sealed customer in it are fetched in one query."""
-        if self._keyring is not None:
-            self._keyring.preload(
-                UUID(bytes=r.state[4:20])
-                for r in rows
-                if len(r.state) >= HEADER_SIZE and r.state[0] == MAGIC and r.state[1] & SEALED
-            )
-        return [self.decode(r) for r in rows]
+    @staticmethod
+    def _sealed_part(tc: _TypeCodec, row: LogRow) -> tuple[bytes, int]:
+        """The sealed bytes at the end of the state, and where the envelope ends before them."""
+        state = row.state
+        size = int.from_bytes(state[-4:], "big")
+        end = len(state) - 4 - size
+        if tc.personal_cls is None or size < NONCE_BYTES or end < MIN_SIZE:
+            raise CorruptEvent(row.position, f"{tc.tag}: sealed data is missing or truncated")
+        return state[end:-4], end
 
-    def _personal_plain(
-        self, tc: _TypeCodec, row: LogRow, customer: UUID | None, sealed: bytes | None
-    ) -> bytes | None:
-        """The decrypted personal fields, or None when the customer's key is gone."""
-        if sealed is None or customer is None:
-            raise CorruptEvent(row.position, "sealed flag set but no sealed data or customer")
+    def _unseal(self, env: Envelope[Any], row: LogRow) -> None:
+        """Put the personal fields back, or their placeholders when the customer's key is gone."""
+        tc = self._by_tag[row.topic]
+        sealed, _ = self._sealed_part(tc, row)
+        spec = tc.spec
+        if env.payload.__class__ is spec.cls:  # upcast: already whole (or with placeholders)
+            return
+        plain = self._decrypt(env.customer_id, sealed, row)
+        public = msgspec.structs.asdict(env.payload)
+        if plain is None:
+            force_setattr(env, "payload", spec.cls(**public, **_fresh(spec.placeholders)))
+            force_setattr(env, "forgotten", spec.personal)
+            return
+        assert tc.personal_decoder is not None
+        personal = msgspec.structs.asdict(tc.personal_decoder.decode(plain))
+        force_setattr(env, "payload", spec.cls(**public, **personal))
+
+    def _decrypt(self, customer_id: UUID | None, sealed: bytes, row: LogRow) -> bytes | None:
+        """The personal fields' plaintext, or None when the customer's key was deleted."""
         if self._keyring is None:
             raise CorruptEvent(
                 row.position, "personal data is sealed and this codec has no keyring"
             )
-        cipher = self._keyring.existing_cipher(customer)
+        if customer_id is None:
+            raise CorruptEvent(row.position, "sealed personal data about no customer")
+        cipher = self._keyring.existing_cipher(customer_id)
         if cipher is None:
             return None
-        header = row.state[:HEADER_SIZE]
         try:
             return cipher.decrypt(
-                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(header, row.stream_id, row.version)
+                sealed[:NONCE_BYTES],
+                sealed[NONCE_BYTES:],
+                _aad(row.state[:HEADER_SIZE], customer_id, row.stream_id, row.version),
             )
         except InvalidTag:
             raise PersonalDataTampered(
                 f"event at position {row.position}: personal data fails authentication"
             ) from None
 
-    def _unseal(
-        self, tc: _TypeCodec, row: LogRow, customer: UUID | None, body: _Body[Any]
-    ) -> tuple[DomainEvent, tuple[str, ...]]:
-        spec = tc.spec
-        public = msgspec.structs.asdict(body.payload)
-        plain = self._personal_plain(tc, row, customer, body.sealed)
-        if plain is None:
-            return spec.cls(**public, **_fresh(spec.placeholders)), spec.personal
-        assert tc.personal_decoder is not None
-        personal = msgspec.structs.asdict(tc.personal_decoder.decode(plain))
-        return spec.cls(**public, **personal), ()
+    def _upcast(
+        self, tc: _TypeCodec, version: int, body: bytes, sealed: bytes | None, row: LogRow
+    ) -> Envelope[Any]:
+        """Slow path for an older schema version: decode to builtins, upcast, convert.
 
-    def _decode_old(
-        self,
-        tc: _TypeCodec,
-        row: LogRow,
-        version: int,
-        customer: UUID | None,
-        body_bytes: memoryview,
-        *,
-        is_sealed: bool,
-    ) -> tuple[_Body[Any], DomainEvent, tuple[str, ...]]:
-        """Slow path for an older schema version: decode to dicts, upcast, convert."""
-        spec = tc.spec
-        raw = self._generic.decode(body_bytes)
-        if not isinstance(raw, list) or len(raw) < 8 or not isinstance(raw[7], dict):
-            raise CorruptEvent(row.position, f"{spec.tag} v{version}: body is not an envelope")
-        data: dict[str, Any] = dict(raw[7])
-        sealed = raw[8] if len(raw) > 8 else None
-        forgotten: tuple[str, ...] = ()
-        plain: bytes | None = None
-        if is_sealed:
-            plain = self._personal_plain(tc, row, customer, sealed)
-            if plain is not None:
+        Sealed personal fields of an old version are decrypted first, so the upcaster sees the
+        whole old payload; without a key they become placeholders after upcasting.
+        """
+        raw = self._generic.decode(body)
+        if not isinstance(raw, list) or len(raw) <= _PAYLOAD or not isinstance(raw[_PAYLOAD], dict):
+            raise msgspec.ValidationError(f"{tc.tag} v{version}: body is not an envelope")
+        data: dict[str, Any] = dict(raw[_PAYLOAD])
+        forgotten = False
+        if sealed is not None:
+            customer = raw[0]
+            plain = self._decrypt(
+                UUID(bytes=customer) if isinstance(customer, bytes) else None, sealed, row
+            )
+            if plain is None:
+                forgotten = True
+            else:
                 data.update(self._generic.decode(plain))
-        data = self._registry.upcast(spec.tag, version, data)
-        if is_sealed and plain is None:
-            missing = {k: v for k, v in _fresh(spec.placeholders).items() if k not in data}
-            data.update(missing)
-            forgotten = spec.personal
-        data["type"] = spec.tag
-        payload = msgspec.convert(data, spec.cls, strict=False)
-        body = msgspec.convert([*raw[:7], None], _Body[Any], strict=False)
-        return body, payload, forgotten
+        data = self._registry.upcast(tc.tag, version, data)
+        if forgotten:
+            data.update({k: v for k, v in _fresh(tc.spec.placeholders).items() if k not in data})
+        data["type"] = tc.tag
+        raw[_PAYLOAD] = data
+        env: Envelope[Any] = msgspec.convert(raw, Envelope[tc.spec.cls], strict=False)  # type: ignore[name-defined]
+        if forgotten:
+            force_setattr(env, "forgotten", tc.spec.personal)
+        return env
 
 
 def _fresh(placeholders: dict[str, Any]) -> dict[str, Any]:
@@ -367,6 +415,6 @@ def _fresh(placeholders: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in placeholders.items()}
 
 
-def _aad(header: bytes, stream_id: UUID, version: int) -> bytes:
-    """Binds the ciphertext to its header and place in the log: it cannot be moved elsewhere."""
-    return header + stream_id.bytes + version.to_bytes(8, "big", signed=True)
+def _aad(prefix: bytes, customer_id: UUID, stream_id: UUID, version: int) -> bytes:
+    """Binds the ciphertext to its customer and place in the log: it cannot be moved elsewhere."""
+    return prefix + customer_id.bytes + stream_id.bytes + version.to_bytes(8, "big", signed=True)

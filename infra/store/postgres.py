@@ -32,11 +32,14 @@ from psycopg.sql import SQL, Composed, Identifier
 from infra.codec import LogRow
 from infra.store.url import StoreURL
 
+# customer_id is the first element of the envelope's msgpack array, right after the 4-byte
+# prefix: a fixarray (0x90-0x9F) or array16 (0xDC nn nn) header, then bin8 of 16 (0xC4 0x10).
 CUSTOMER_ID_EXPR = (
-    "CASE WHEN length(state) < 20 THEN NULL "
-    "WHEN get_byte(state, 0) <> 206 THEN NULL "
-    "WHEN substring(state from 5 for 16) = '\\x00000000000000000000000000000000'::bytea THEN NULL "
-    "ELSE encode(substring(state from 5 for 16), 'hex')::uuid END"
+    "CASE WHEN length(state) < 23 OR get_byte(state, 0) <> 206 THEN NULL "
+    "WHEN get_byte(state, 4) BETWEEN 144 AND 159 AND get_byte(state, 5) = 196 "
+    "AND get_byte(state, 6) = 16 THEN encode(substring(state from 8 for 16), 'hex')::uuid "
+    "WHEN length(state) >= 25 AND get_byte(state, 4) = 220 AND get_byte(state, 7) = 196 "
+    "AND get_byte(state, 8) = 16 THEN encode(substring(state from 10 for 16), 'hex')::uuid END"
 )
 
 

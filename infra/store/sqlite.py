@@ -23,9 +23,13 @@ from eventsourcing.sqlite import (
 from infra.codec import LogRow
 from infra.store.url import StoreURL
 
+# customer_id is the first element of the envelope's msgpack array (see infra/codec.py).
 CUSTOMER_ID_EXPR = (
-    "CASE WHEN length(state) >= 20 AND substr(state, 1, 1) = x'CE' "
-    "AND substr(state, 5, 16) != zeroblob(16) THEN lower(hex(substr(state, 5, 16))) END"
+    "CASE WHEN length(state) >= 23 AND substr(state, 1, 1) = x'CE' "
+    "AND substr(state, 5, 1) BETWEEN x'90' AND x'9F' AND substr(state, 6, 2) = x'C410' "
+    "THEN lower(hex(substr(state, 8, 16))) "
+    "WHEN length(state) >= 25 AND substr(state, 1, 1) = x'CE' AND substr(state, 5, 1) = x'DC' "
+    "AND substr(state, 8, 2) = x'C410' THEN lower(hex(substr(state, 10, 16))) END"
 )
 
 _COLUMNS = "notification_id, originator_id, originator_version, topic, state, recorded_at"

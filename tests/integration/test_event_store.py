@@ -253,7 +253,7 @@ class TestPersonalData:
         env = registered()
         stored = store.codec.encode(env)
         state = bytearray(stored.state)
-        state[-3] ^= 0xFF  # inside the sealed personal data (the body's last field)
+        state[-4 - 3] ^= 0xFF  # inside the sealed personal data (before its 4-byte length)
         store.append_stored([StoredEvent(stored.originator_id, 1, stored.topic, bytes(state))])
         with pytest.raises(PersonalDataTampered, match="position"):
             store.read(0)

@@ -8,6 +8,7 @@ be derivable (NULL) from any StoredEvent.
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,27 @@ from infra.store.sqlite import SqliteBulkLogRecorder, SqliteLogRecorder
 from tests.pg import PG_URL, create_schema, drop_schema
 
 
+def join_test_threads(before: set[threading.Thread]) -> None:
+    """The library's concurrency cases leave reader threads running past the test; closing a
+    datastore under a running SQLite statement crashes the interpreter, so wait for them."""
+    for thread in set(threading.enumerate()) - before:
+        if thread.daemon:  # pool workers and listeners live until their datastore closes
+            continue
+        thread.join(timeout=30)
+
+
 class PostgresCase:
     """A schema of its own per test; every datastore made is closed before it is dropped."""
 
     def setUp(self) -> None:
         self.schema = create_schema("conf")
         self.datastores: list[PostgresDatastore] = []
+        self.threads = set(threading.enumerate())
         super().setUp()  # type: ignore[misc]
 
     def tearDown(self) -> None:
         super().tearDown()  # type: ignore[misc]
+        join_test_threads(self.threads)
         for ds in self.datastores:
             ds.close()
         drop_schema(self.schema)
@@ -55,10 +67,12 @@ class SqliteCase:
     def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory()
         self.datastores: list[SQLiteDatastore] = []
+        self.threads = set(threading.enumerate())
         super().setUp()  # type: ignore[misc]
 
     def tearDown(self) -> None:
         super().tearDown()  # type: ignore[misc]
+        join_test_threads(self.threads)
         for ds in self.datastores:
             ds.close()
         self.tmp.cleanup()
