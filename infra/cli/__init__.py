@@ -36,12 +36,14 @@ def demo(
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
     console.print(
-        f"\nDone in {result.seconds:.1f} s: {result.customers:,} customers registered with their personal "
-        f"data encrypted per customer, {result.events:,} events in the log.\n"
-        "Built so far: the event store and codec (issue 3). Projections, the realistic history, "
-        "sales, service and campaigns come with the next issues.\n"
-        f"Explore it: CRM_STORE_URL=sqlite:///{DEMO_DB} (e.g. `sqlite3 {DEMO_DB} "
-        "'select notification_id, topic, customer_id, recorded_at from stored_events limit 5'`)."
+        f"\nDone in {result.seconds:.1f} s: {result.lines:,} commands imported through the bulk path, "
+        f"{result.events:,} events in the log; personal data encrypted per customer.\n"
+        "Built so far: the event store and codec, the customer registry and interactions from every "
+        "channel. Projections, sales, service and campaigns come with the next issues.\n"
+        f"Explore it: export CRM_STORE_URL=sqlite:///{DEMO_DB}, then e.g. "
+        f"`crm do customer.grant_consent customer_id={result.shown} consent_channel=phone`, "
+        f"or `sqlite3 {DEMO_DB} 'select notification_id, topic, customer_id, recorded_at "
+        "from stored_events limit 5'`."
     )
 
 

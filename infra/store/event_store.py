@@ -100,6 +100,8 @@ class LogRecorder(Protocol):
 
     def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]: ...
 
+    def select_customer(self, customer_id: UUID, after: int, limit: int) -> list[LogRow]: ...
+
     def select_command(self, command_id: str) -> tuple[str, bytes] | None: ...
 
     def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]: ...
@@ -281,6 +283,14 @@ class EventStore:
                 return
             yield from self.codec.decode_many(rows)
             after = rows[-1].position
+
+    def read_customer(
+        self, customer_id: UUID, after: int = 0, limit: int = 10_000
+    ) -> list[Envelope]:
+        """Every event about a customer in log order, across all its streams (audit, timeline)."""
+        return self.codec.decode_many(
+            self.backend.standard.select_customer(customer_id, after, limit)
+        )
 
     def head(self) -> int:
         return self.backend.standard.max_notification_id() or 0

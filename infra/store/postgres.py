@@ -124,6 +124,9 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         self._select_streams = columns + SQL(
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         )
+        self._select_customer = columns + SQL(
+            "WHERE customer_id = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"
+        )
         self._select_log = columns + SQL("WHERE notification_id > %s ")
         self._select_stream = columns + SQL(
             "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
@@ -184,6 +187,16 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._positions_of, [list(col) for col in zip(*ranges, strict=True)])
             return [r[0] for r in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_customer(self, customer_id: UUID, after: int, limit: int) -> list[LogRow]:
+        """Every event about one customer, across all streams, by the customer_id index."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(self._select_customer, (customer_id, after, limit), prepare=True)
+            return [LogRow._make(r) for r in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]:

@@ -126,6 +126,16 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
                 positions.extend(r[0] for r in c.fetchall())
         return sorted(positions)
 
+    def select_customer(self, customer_id: UUID, after: int, limit: int) -> list[LogRow]:
+        """Every event about one customer, across all streams, by the customer_id index."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT {_COLUMNS} FROM {self.events_table_name} WHERE customer_id = ? "
+                "AND notification_id > ? ORDER BY notification_id LIMIT ?",
+                (customer_id.hex, after, limit),
+            )
+            return [self._row(r) for r in c.fetchall()]
+
     def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]:
         ids = [s.hex for s in stream_ids]
         rows: list[LogRow] = []

@@ -379,3 +379,31 @@ class TestContactIndex:
         store.claim_contact("email", "ada@example.org", ada)
         store.forget_keys(ada)
         assert store.contact_owner("email", "ada@example.org") is None
+
+
+class TestReadCustomer:
+    def test_every_event_about_a_customer_across_streams(self, store: EventStore) -> None:
+        from domain.interactions.events import CallLogged
+
+        cid, other = uuid4(), uuid4()
+        store.append([registered(cid), registered(other)])
+        calls = [
+            Envelope(
+                stream_id=uuid4(),
+                stream_type="interaction",
+                version=1,
+                occurred_at=T0,
+                customer_id=cid,
+                channel="call",
+                payload=CallLogged(direction="in", duration_min=i),
+            )
+            for i in range(3)
+        ]
+        store.append(calls, bulk=True)
+        events = store.read_customer(cid)
+        assert [e.type for e in events] == ["customer.registered"] + ["interaction.call_logged"] * 3
+        assert [e.position for e in events] == sorted(e.position for e in events)  # type: ignore[type-var]
+        assert (
+            store.read_customer(cid, after=events[1].position or 0, limit=1)[0].stream_id
+            == calls[1].stream_id
+        )
