@@ -1,7 +1,7 @@
 """PostgreSQL backend: eventsourcing's recorders plus `customer_id`, `recorded_at` and COPY.
 
 The log is the library's `stored_events` table with two derived columns:
-- `customer_id`, GENERATED from the 20-byte header of our envelope (NULL for foreign bytes),
+- `customer_id`, GENERATED from a fixed offset of our envelope bytes (NULL for foreign bytes),
   so any plain StoredEvent, including the library's conformance cases, can be inserted;
 - `recorded_at`, a `clock_timestamp()` default evaluated by the INSERT that runs under the
   table lock, hence in step with `notification_id` (our position).
