@@ -2,7 +2,7 @@
 
 Positions are an explicit `notification_id INTEGER PRIMARY KEY AUTOINCREMENT`, not the bare
 rowid the library uses: VACUUM may renumber a bare rowid, and AUTOINCREMENT never reuses one.
-`customer_id` is derived from the envelope header by a generated column, as on PostgreSQL.
+`customer_id` is derived from the envelope bytes by a generated column, as on PostgreSQL.
 """
 
 from __future__ import annotations
