@@ -473,3 +473,12 @@ def import_line(command: str, data: dict, command_id: str) -> bytes:
     return (
         _line_encoder.encode({"command": command, "data": data, "command_id": command_id}) + b"\n"
     )
+
+
+EPOCH = _EPOCH
+"""The start of the fixtures' business time (2024-01-01 UTC)."""
+
+
+def random_uuid(rng: random.Random) -> UUID:
+    """A version-4 UUID drawn from `rng` (fixtures are reproducible from their seed)."""
+    return _uuid(rng)
