@@ -349,27 +349,12 @@ class PostgresKeyVault:
 
 
 class PostgresContactIndex:
-    """Unique e-mail and phone by keyed hash (HMAC digest), never by plaintext."""
+    """Unique e-mail and phone by keyed hash (HMAC digest), never by plaintext. Its table is
+    created with the log recorder's, which claims contacts in the append transaction."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         self.datastore = datastore
         self._s = Identifier(datastore.schema)
-
-    def create_tables(self) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL(
-                    "CREATE TABLE IF NOT EXISTS {s}.crm_contact_index ("
-                    "kind text NOT NULL, digest bytea NOT NULL, customer_id uuid NOT NULL, "
-                    "PRIMARY KEY (kind, digest))"
-                ).format(s=self._s)
-            )
-            curs.execute(
-                SQL(
-                    "CREATE INDEX IF NOT EXISTS crm_contact_index_customer "
-                    "ON {s}.crm_contact_index (customer_id)"
-                ).format(s=self._s)
-            )
 
     def claim(self, kind: str, digest: bytes, customer_id: UUID) -> UUID:
         with self.datastore.transaction(commit=True) as curs:
@@ -446,7 +431,6 @@ class PostgresBackend:
         self.standard.create_table()
         self.tracking.create_table()
         self.vault.create_tables()
-        self.contacts.create_tables()
 
     def close(self) -> None:
         self.datastore.close()

@@ -307,21 +307,11 @@ class SqliteKeyVault:
 
 
 class SqliteContactIndex:
-    """Unique e-mail and phone by keyed hash (HMAC digest), never by plaintext."""
+    """Unique e-mail and phone by keyed hash (HMAC digest), never by plaintext. Its table is
+    created with the log recorder's, which claims contacts in the append transaction."""
 
     def __init__(self, datastore: SQLiteDatastore) -> None:
         self.datastore = datastore
-
-    def create_tables(self) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS crm_contact_index (kind TEXT NOT NULL, "
-                "digest BLOB NOT NULL, customer_id TEXT NOT NULL, PRIMARY KEY (kind, digest))"
-            )
-            c.execute(
-                "CREATE INDEX IF NOT EXISTS crm_contact_index_customer "
-                "ON crm_contact_index (customer_id)"
-            )
 
     def claim(self, kind: str, digest: bytes, customer_id: UUID) -> UUID:
         with self.datastore.transaction(commit=True) as c:
@@ -374,7 +364,6 @@ class SqliteBackend:
         self.standard.create_table()
         self.tracking.create_table()
         self.vault.create_tables()
-        self.contacts.create_tables()
 
     def close(self) -> None:
         self.datastore.close()
