@@ -218,7 +218,7 @@ def run_baseline(rows: list[StoredRow], schema: str, batch: int) -> float:
 def run_inprocess(path: Path, n: int, schema: str, batch: int, profile: bool) -> float:
     """`Importer` in this process over the file's first `n` lines; events/s."""
     with open_engine(with_schema(pg_url(), schema), env={}) as engine, path.open("rb") as fh:
-        importer = Importer(engine.bus, engine.store, batch_size=batch)
+        importer = Importer(engine.bus, engine.store, batch_size=batch, pipeline=True)
         ctx = CommandContext(actor="import", channel="import")
         profiler = cProfile.Profile() if profile else None
         report = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -54,6 +54,8 @@ class ContactTakenOnAppend(Exception):
 class EventLog(Protocol):
     def load(self, stream_id: UUID) -> list[Envelope]: ...
 
+    def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[Envelope]: ...
+
     def load_many(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[Envelope]]: ...
 
     def append_command(
@@ -89,6 +91,14 @@ class BatchLog(EventLog, Protocol):
         releases: Sequence[ContactClaim] = (),
     ) -> list[int]:
         """Many (command_id, name, events) in one bulk transaction, all or nothing."""
+        ...
+
+    def load_newer(self, after: Mapping[UUID, int]) -> dict[UUID, list[Envelope]]:
+        """Each stream's events newer than the version given for it, in one query."""
+        ...
+
+    def contact_owners(self, contacts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UUID]:
+        """Owners of many (kind, value) contacts at once; free ones are left out."""
         ...
 
 

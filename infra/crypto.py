@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 from uuid import UUID
@@ -131,6 +132,9 @@ class KeyRing:
         self._master = master_key
         self._cache: dict[UUID, AESGCM | None] = {}
         self._cache_size = cache_size
+        # Reads of the cache take no lock; filling it does (an import decodes on one thread
+        # while its writer thread encodes on another).
+        self._lock = threading.RLock()
         stored = vault.master_fingerprint(fingerprint(master_key))
         if stored != fingerprint(master_key):
             raise WrongMasterKey(
@@ -145,53 +149,59 @@ class KeyRing:
             raise CustomerForgotten(customer_id)
         if cached is not False:
             return cached  # type: ignore[return-value]
-        self.prepare([customer_id])
-        cipher = self._cache.get(customer_id)
+        with self._lock:
+            self.prepare([customer_id])
+            cipher = self._cache.get(customer_id)
         if cipher is None:
             raise CustomerForgotten(customer_id)
         return cipher
 
     def prepare(self, customer_ids: Iterable[UUID]) -> None:
         """Load or create the keys of many customers in two queries at most (bulk appends)."""
-        wanted = {c for c in customer_ids if c not in self._cache}
-        if not wanted:
-            return
-        found = self._vault.load_keys(wanted)
-        missing = wanted - found.keys()
-        if missing:
-            found.update(
-                self._vault.add_keys(
-                    {c: aes_key_wrap(self._master, os.urandom(32)) for c in missing}
+        with self._lock:
+            wanted = {c for c in customer_ids if c not in self._cache}
+            if not wanted:
+                return
+            found = self._vault.load_keys(wanted)
+            missing = wanted - found.keys()
+            if missing:
+                found.update(
+                    self._vault.add_keys(
+                        {c: aes_key_wrap(self._master, os.urandom(32)) for c in missing}
+                    )
                 )
-            )
-        for customer_id in wanted:
-            self._remember(customer_id, found.get(customer_id))
+            for customer_id in wanted:
+                self._remember(customer_id, found.get(customer_id))
 
     def existing_cipher(self, customer_id: UUID) -> AESGCM | None:
         """The customer's cipher if their key exists; None when forgotten or never created."""
         cached = self._cache.get(customer_id, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
-        wrapped = self._vault.load_keys([customer_id]).get(customer_id)
-        return self._remember(customer_id, wrapped)
+        with self._lock:
+            wrapped = self._vault.load_keys([customer_id]).get(customer_id)
+            return self._remember(customer_id, wrapped)
 
     def preload(self, customer_ids: Iterable[UUID]) -> None:
         """Load many keys in one query (catch-up decodes pages of many customers)."""
-        missing = {c for c in customer_ids if c not in self._cache}
-        if not missing:
-            return
-        found = self._vault.load_keys(missing)
-        for customer_id in missing:
-            self._remember(customer_id, found.get(customer_id))
+        with self._lock:
+            missing = {c for c in customer_ids if c not in self._cache}
+            if not missing:
+                return
+            found = self._vault.load_keys(missing)
+            for customer_id in missing:
+                self._remember(customer_id, found.get(customer_id))
 
     def forget(self, customer_id: UUID) -> None:
         """Delete the customer's key in the vault and drop it from the cache."""
-        self._vault.forget_key(customer_id)
-        self._cache[customer_id] = None
+        with self._lock:
+            self._vault.forget_key(customer_id)
+            self._cache[customer_id] = None
 
     def evict(self, customer_id: UUID) -> None:
         """Drop a cached key so the next use asks the vault (another process forgot them)."""
-        self._cache.pop(customer_id, None)
+        with self._lock:
+            self._cache.pop(customer_id, None)
 
     def _remember(self, customer_id: UUID, wrapped: bytes | None) -> AESGCM | None:
         if len(self._cache) >= self._cache_size:

@@ -211,7 +211,7 @@ def run_demo(console: Console, customers: int = 2000, seed: int = 7) -> DemoResu
 
 
 def _import(console: Console, engine: Engine, lines: list[bytes]) -> ImportReport:
-    importer = Importer(engine.bus, engine.store, batch_size=5000)
+    importer = Importer(engine.bus, engine.store, batch_size=5000, pipeline=True)
     with Progress(
         TextColumn("import (bulk path)"),
         BarColumn(),

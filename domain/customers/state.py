@@ -128,9 +128,14 @@ def evolve(state: CustomerState, event: DomainEvent) -> CustomerState:
     return state
 
 
-def fold(customer_id: UUID, events: list[tuple[int, datetime, DomainEvent]]) -> CustomerState:
-    """State after (version, occurred_at, payload) triples in version order."""
-    state = CustomerState(customer_id=customer_id)
+def fold(
+    customer_id: UUID,
+    events: list[tuple[int, datetime, DomainEvent]],
+    start: CustomerState | None = None,
+) -> CustomerState:
+    """State after (version, occurred_at, payload) triples in version order, from `start`
+    (a state folded earlier, whose version the first triple follows) or from nothing."""
+    state = start if start is not None else CustomerState(customer_id=customer_id)
     for version, occurred_at, payload in events:
         state = replace(evolve(state, payload), version=version, last_occurred_at=occurred_at)
     return state

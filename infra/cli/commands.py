@@ -86,7 +86,7 @@ def import_file(
     size = file.stat().st_size
     started = time.perf_counter()
     with open_engine() as engine, file.open("rb") as fh:
-        importer = Importer(engine.bus, engine.store, batch_size=batch_size)
+        importer = Importer(engine.bus, engine.store, batch_size=batch_size, pipeline=True)
         with Progress(
             TextColumn("import"),
             BarColumn(),

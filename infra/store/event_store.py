@@ -7,7 +7,7 @@ PostgreSQL, one executemany per batch on SQLite); both keep commit order = posit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -42,6 +42,13 @@ def stream_ranges(events: Sequence[Envelope]) -> list[tuple[UUID, int, int]]:
 
 def command_row(command_id: str, name: str, events: Sequence[Envelope]) -> tuple[str, str, bytes]:
     """The command record committed with its events: enough to answer a repeat exactly."""
+    if len(events) == 1:  # most commands, every interaction
+        e = events[0]
+        return (
+            command_id,
+            name,
+            _streams_codec.encode([(e.stream_id.bytes, e.version, e.version)]),
+        )
     blob = _streams_codec.encode([(sid.bytes, lo, hi) for sid, lo, hi in stream_ranges(events)])
     return (command_id, name, blob)
 
@@ -80,6 +87,8 @@ class ContactIndex(Protocol):
 
     def owner(self, kind: str, digest: bytes) -> UUID | None: ...
 
+    def owners(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], UUID]: ...
+
     def release(
         self, customer_id: UUID, kind: str | None = None, digest: bytes | None = None
     ) -> None: ...
@@ -99,6 +108,8 @@ class LogRecorder(Protocol):
     def select_stream(self, stream_id: UUID, after_version: int = 0) -> list[LogRow]: ...
 
     def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]: ...
+
+    def select_streams_after(self, after: Sequence[tuple[UUID, int]]) -> list[LogRow]: ...
 
     def select_customer(self, customer_id: UUID, after: int, limit: int) -> list[LogRow]: ...
 
@@ -213,15 +224,15 @@ class EventStore:
 
     def _new_claims(self, claims: Sequence[ContactClaim]) -> list[tuple[str, bytes, UUID]]:
         """Claims not yet held by their customer; ContactTakenOnAppend if another holds one."""
-        rows = []
-        for claim in claims:
-            digest = self.blind_index.digest(claim.kind, claim.value)
-            owner = self.backend.contacts.owner(claim.kind, digest)
-            if owner is None:
-                rows.append((claim.kind, digest, claim.customer_id))
-            elif owner != claim.customer_id:
-                raise ContactTakenOnAppend(claim.kind, owner)
-        return list({(k, d): (k, d, c) for k, d, c in rows}.values())
+        if not claims:
+            return []
+        rows = {(c.kind, self.blind_index.digest(c.kind, c.value)): c.customer_id for c in claims}
+        owners = self.backend.contacts.owners(list(rows))
+        for key, customer_id in rows.items():
+            owner = owners.get(key)
+            if owner is not None and owner != customer_id:
+                raise ContactTakenOnAppend(key[0], owner)
+        return [(k, d, c) for (k, d), c in rows.items() if (k, d) not in owners]
 
     def find_command(self, command_id: str) -> CommandResult | None:
         found = self.backend.standard.select_command(command_id)
@@ -261,6 +272,17 @@ class EventStore:
         found: dict[UUID, list[Envelope]] = {i: [] for i in ids}
         for e in self.codec.decode_many(self.backend.standard.select_streams(ids)) if ids else ():
             found[e.stream_id].append(e)
+        return found
+
+    def load_newer(self, after: Mapping[UUID, int]) -> dict[UUID, list[Envelope]]:
+        """Many streams' events newer than a version each, in one query (every stream asked
+        for is a key, with [] when nothing is newer): what an import batch needs beyond the
+        states it already holds."""
+        found: dict[UUID, list[Envelope]] = {i: [] for i in after}
+        if after:
+            rows = self.backend.standard.select_streams_after(list(after.items()))
+            for e in self.codec.decode_many(rows):
+                found[e.stream_id].append(e)
         return found
 
     def read_rows(
@@ -312,6 +334,12 @@ class EventStore:
     def contact_owner(self, kind: str, value: str) -> UUID | None:
         """Who has this e-mail or phone (looked up by keyed hash)."""
         return self.backend.contacts.owner(kind, self.blind_index.digest(kind, value))
+
+    def contact_owners(self, contacts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UUID]:
+        """Owners of many (kind, value) contacts in one lookup; free ones are left out."""
+        keys = {(k, self.blind_index.digest(k, v)): (k, v) for k, v in contacts}
+        owners = self.backend.contacts.owners(list(keys))
+        return {keys[key]: owner for key, owner in owners.items()}
 
     def release_contact(self, kind: str, value: str, customer_id: UUID) -> None:
         self.backend.contacts.release(customer_id, kind, self.blind_index.digest(kind, value))

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
@@ -26,11 +27,14 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from infra.codec import LogRow
 from infra.store.url import StoreURL
+
+_json = msgspec.json.Encoder()
 
 # customer_id is the first element of the envelope's msgpack array, right after the 4-byte
 # prefix: a fixarray (0x90-0x9F) or array16 (0xDC nn nn) header, then bin8 of 16 (0xC4 0x10).
@@ -96,6 +100,9 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             "INSERT INTO {schema}.crm_commands (command_id, name, streams) "
             "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
         ).format(schema=schema)
+        self._copy_commands = SQL(
+            "COPY {schema}.crm_commands (command_id, name, streams) FROM STDIN (FORMAT BINARY)"
+        ).format(schema=schema)
         self._insert_claims = SQL(
             "INSERT INTO {schema}.crm_contact_index (kind, digest, customer_id) "
             "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::uuid[])"
@@ -108,8 +115,10 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         self._select_command = SQL(
             "SELECT name, streams FROM {schema}.crm_commands WHERE command_id = %s"
         ).format(schema=schema)
+        # The ids travel as one JSON text: psycopg dumps a list element by element in Python.
         self._select_commands = SQL(
-            "SELECT command_id FROM {schema}.crm_commands WHERE command_id = ANY(%s)"
+            "SELECT command_id FROM {schema}.crm_commands WHERE command_id = "
+            "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
         ).format(schema=schema)
         self._positions_of = SQL(
             "SELECT e.notification_id FROM {schema}.{table} e "
@@ -131,6 +140,12 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         self._select_stream = columns + SQL(
             "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
         )
+        self._select_streams_after = SQL(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
+            "e.recorded_at FROM json_to_recordset(%s::json) AS r(id uuid, after bigint) "
+            "JOIN {schema}.{table} e ON e.originator_id = r.id AND e.originator_version > r.after "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(schema=schema, table=table)
         self._stream_heads = SQL(
             "SELECT originator_id, max(originator_version) FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
@@ -179,7 +194,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._select_commands, (list(command_ids),))
+            curs.execute(self._select_commands, (_json.encode(list(command_ids)).decode(),))
             return {r[0] for r in curs.fetchall()}
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -205,6 +220,17 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             conn.cursor(row_factory=tuple_row, binary=True) as curs,
         ):
             curs.execute(self._select_streams, (list(stream_ids),))
+            return [LogRow._make(r) for r in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_streams_after(self, after: Sequence[tuple[UUID, int]]) -> list[LogRow]:
+        """The events of many streams newer than a version each (stream, after_version)."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            pairs = [{"id": i, "after": v} for i, v in after]
+            curs.execute(self._select_streams_after, (_json.encode(pairs).decode(),))
             return [LogRow._make(r) for r in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -248,10 +274,19 @@ class PostgresBulkLogRecorder(PostgresLogRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
+        commands = kwargs.pop("commands", None)
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             self._lock_table(curs)
             self._insert_events(curs, stored_events, **kwargs)
-            with curs.copy(self._copy) as copy:
+            if commands:
+                with curs.copy(self._copy_commands) as copy:
+                    copy.set_types(["text", "text", "bytea"])
+                    write_row = copy.write_row
+                    for command in commands:
+                        write_row(command)
+            # A queued writer hands the buffers to a thread, so the server takes rows while
+            # this one formats the next ones.
+            with curs.copy(self._copy, writer=QueuedLibpqWriter(curs)) as copy:
                 copy.set_types(["uuid", "int8", "text", "bytea"])
                 write_row = copy.write_row
                 for e in stored_events:
@@ -385,6 +420,21 @@ class PostgresContactIndex:
             )
             row = curs.fetchone()
             return None if row is None else UUID(str(row["customer_id"]))
+
+    def owners(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], UUID]:
+        """Owners of many (kind, digest) keys in one query; keys nobody holds are left out."""
+        if not keys:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT c.kind, c.digest, c.customer_id FROM unnest(%s::text[], %s::bytea[]) "
+                    "AS k(kind, digest) JOIN {s}.crm_contact_index c "
+                    "ON c.kind = k.kind AND c.digest = k.digest"
+                ).format(s=self._s),
+                [list(c) for c in zip(*keys, strict=True)],
+            )
+            return {(k, bytes(d)): cid for k, d, cid in curs.fetchall()}
 
     def release(
         self, customer_id: UUID, kind: str | None = None, digest: bytes | None = None

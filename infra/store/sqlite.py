@@ -203,6 +203,19 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
             )
             return [self._row(r) for r in c.fetchall()]
 
+    def select_streams_after(self, after: Sequence[tuple[UUID, int]]) -> list[LogRow]:
+        """The events of many streams newer than a version each (stream, after_version)."""
+        rows: list[LogRow] = []
+        with self.datastore.transaction(commit=False) as c:
+            for stream_id, version in sorted(after):
+                c.execute(
+                    f"SELECT {_COLUMNS} FROM {self.events_table_name} "
+                    "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version",
+                    (stream_id.hex, version),
+                )
+                rows.extend(self._row(r) for r in c.fetchall())
+        return rows
+
     def stream_heads(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
         ids = [s.hex for s in stream_ids]
         with self.datastore.transaction(commit=False) as c:
@@ -334,6 +347,19 @@ class SqliteContactIndex:
             )
             row = c.fetchone()
             return None if row is None else UUID(row[0])
+
+    def owners(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], UUID]:
+        """Owners of many (kind, digest) keys; keys nobody holds are left out."""
+        found: dict[tuple[str, bytes], UUID] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for kind, digest in keys:
+                c.execute(
+                    "SELECT customer_id FROM crm_contact_index WHERE kind = ? AND digest = ?",
+                    (kind, digest),
+                )
+                if row := c.fetchone():
+                    found[(kind, digest)] = UUID(row[0])
+        return found
 
     def release(
         self, customer_id: UUID, kind: str | None = None, digest: bytes | None = None

@@ -26,8 +26,8 @@ def line(command: str, **data: Any) -> bytes:
     return json.dumps({"command": command, "data": data}, default=str).encode()
 
 
-def importer(engine: Engine, batch_size: int = 3) -> Importer:
-    return Importer(engine.bus, engine.store, batch_size=batch_size)
+def importer(engine: Engine, batch_size: int = 3, *, pipeline: bool = True) -> Importer:
+    return Importer(engine.bus, engine.store, batch_size=batch_size, pipeline=pipeline)
 
 
 class TestImport:
@@ -135,16 +135,16 @@ class TestImport:
             line("customer.change_stage", customer_id=a, stage="customer"),
             line("interaction.log_web", customer_id=a, action="visit", page="/"),
         ]
-        real_load_many = engine.store.load_many
+        real_load_newer = engine.store.load_newer
 
-        def stale_load_many(ids: Any) -> dict[UUID, Any]:
-            found = real_load_many(ids)
+        def stale_load_newer(after: Any) -> dict[UUID, Any]:
+            found = real_load_newer(after)
             engine.bus.execute_json(
                 "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
             )
             return found  # the batch now decides on a stale version of customer a
 
-        engine.store.load_many = stale_load_many  # type: ignore[method-assign]
+        engine.store.load_newer = stale_load_newer  # type: ignore[method-assign]
         report = importer(engine).run(lines, CTX)
         assert (report.appended, report.errors) == (2, [])
         assert [e.type for e in engine.store.read_stream(a)] == [
@@ -152,3 +152,43 @@ class TestImport:
             "customer.consent_granted",
             "customer.stage_changed",
         ]
+
+    def test_a_failed_pipelined_append_redecides_the_batch_decided_on_top_of_it(
+        self, engine: Engine
+    ) -> None:
+        """Batch 2 is decided while batch 1 is being appended, on the state batch 1 leaves.
+        Batch 1's append fails (a concurrent writer), so batch 1 runs one by one and batch 2
+        is decided again: every command lands once, in file order per customer."""
+        a = uuid4()
+        engine.bus.execute_json("customer.register", {"customer_id": str(a), "name": "A"}, CTX)
+        lines = [
+            line("customer.change_stage", customer_id=a, stage="customer"),
+            line("interaction.log_web", customer_id=a, action="visit", page="/"),
+            line("customer.change_stage", customer_id=a, stage="former_customer"),
+            line("interaction.log_web", customer_id=a, action="visit", page="/bye"),
+        ]
+        real_load_newer = engine.store.load_newer
+        calls = 0
+
+        def stale_once(after: Any) -> dict[UUID, Any]:
+            nonlocal calls
+            calls += 1
+            found = real_load_newer(after)
+            if calls == 1:
+                engine.bus.execute_json(
+                    "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
+                )
+            return found
+
+        engine.store.load_newer = stale_once  # type: ignore[method-assign]
+        report = importer(engine, batch_size=2, pipeline=True).run(lines, CTX)
+        assert (report.appended, report.events, report.errors) == (4, 4, [])
+        stream = engine.store.read_stream(a)
+        assert [(e.type, getattr(e.payload, "stage", None)) for e in stream] == [
+            ("customer.registered", "lead"),
+            ("customer.consent_granted", None),
+            ("customer.stage_changed", "customer"),
+            ("customer.stage_changed", "former_customer"),
+        ]
+        assert calls >= 3  # batch 2 was decided twice
+        assert len(engine.store.read(0, 100)) == 6  # 4 on the customer, 2 interactions
