@@ -290,6 +290,10 @@ class EventStore:
     ) -> list[LogRow]:
         return self.backend.standard.select_log(after, limit, types, stop)
 
+    def decode_rows(self, rows: Sequence[LogRow]) -> list[Envelope]:
+        """Decode a page of rows read with `read_rows` (the projections' log port)."""
+        return self.codec.decode_many(rows)
+
     def read(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] = (), stop: int | None = None
     ) -> list[Envelope]:

@@ -1,0 +1,11 @@
+"""Every projection the projector runs, by name."""
+
+from __future__ import annotations
+
+from projections.customer_profile import CustomerProfile
+from projections.projection import Projection
+from projections.timeline import Timeline
+
+
+def all_projections() -> list[Projection]:
+    return [CustomerProfile(), Timeline()]

@@ -1,0 +1,579 @@
+"""The projection runner: catch-up in large pages, live follow, dead letters, timers, rebuild.
+
+- A page of the log is read once, decoded once, and fed to every projection that is behind it.
+- A projection's rows and its checkpoint commit in one transaction, which first checks the
+  checkpoint row (locked on PostgreSQL): after a crash, or beside a rebuild in another process,
+  nothing is applied twice or skipped.
+- An event that cannot be decoded or applied goes to `crm_dead_letters` with the error; the
+  projection then stops (policy `stop`, the default: it waits at that event) or skips it.
+- Timers (`crm_timers`) a projection scheduled fire when the clock passes their due time.
+- Rebuild fills a new generation of the tables from position 0 and swaps the stable views and
+  the checkpoint in one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+import structlog
+
+from domain.envelope import Envelope
+from projections.errors import ProjectionMoved, RebuildStopped, UnknownProjection
+from projections.ports import Clock, LogSource, ProjectionDB, Row, Tx
+from projections.projection import Projection, Tables, Timer, _resolve, physical
+
+log = structlog.get_logger("crm.projections")
+
+Policy = Literal["stop", "skip"]
+SYSTEM_TABLES = {
+    "crm_projections": (
+        "name {text} PRIMARY KEY, version {int} NOT NULL, generation {int} NOT NULL, "
+        "position {int} NOT NULL, handled {int} NOT NULL, state {text} NOT NULL, "
+        "policy {text} NOT NULL, error {text}, updated_at {ts}"
+    ),
+    "crm_dead_letters": (
+        "projection {text} NOT NULL, position {int} NOT NULL, stream_id {uuid}, "
+        "version {int}, event_type {text}, error {text} NOT NULL, at {ts} NOT NULL, "
+        "PRIMARY KEY (projection, position)"
+    ),
+    "crm_timers": (
+        "projection {text} NOT NULL, key {text} NOT NULL, due_at {ts} NOT NULL, "
+        "payload {text} NOT NULL, PRIMARY KEY (projection, key)"
+    ),
+}
+
+
+class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: int
+    generation: int
+    position: int
+    head: int
+    lag: int
+    state: str
+    policy: str
+    handled: int
+    dead_letters: int
+    error: str | None = None
+    updated_at: datetime | None = None
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    projection: str
+    position: int
+    event_type: str | None
+    error: str
+    at: datetime
+
+
+class _Undecodable(msgspec.Struct, frozen=True):
+    """A row of the log that did not decode: poison for every projection that handles it."""
+
+    row: Any
+    error: str
+
+    @property
+    def position(self) -> int:
+        return int(self.row.position)
+
+    @property
+    def type(self) -> str:
+        return str(self.row.topic)
+
+
+class _Checkpoint(msgspec.Struct):
+    generation: int
+    position: int
+    state: str
+    policy: str
+
+
+Item = Envelope[Any] | _Undecodable
+
+
+class Runner:
+    def __init__(
+        self,
+        db: ProjectionDB,
+        source: LogSource,
+        projections: Sequence[Projection],
+        clock: Clock,
+        *,
+        page: int = 10_000,
+        policies: dict[str, Policy] | None = None,
+    ) -> None:
+        self.db = db
+        self.source = source
+        self.projections = {p.name: p for p in projections}
+        self.clock = clock
+        self.page = page
+        self.policies = policies or {}
+        self._checkpoints: dict[str, _Checkpoint] = {}
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """System tables; each projection's checkpoint row, tables of its generation, views."""
+        with self.db.transaction() as tx:
+            for table, columns in SYSTEM_TABLES.items():
+                self._exec(tx, f"CREATE TABLE IF NOT EXISTS {{{table}}} ({columns})")
+            for p in self.projections.values():
+                policy = self.policies.get(p.name, "stop")
+                self._exec(
+                    tx,
+                    "INSERT INTO {crm_projections} (name, version, generation, position, "
+                    "handled, state, policy) VALUES (?, ?, 1, 0, 0, 'live', ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (p.name, p.version, policy),
+                )
+                if p.name in self.policies:
+                    self._exec(
+                        tx,
+                        "UPDATE {crm_projections} SET policy = ? WHERE name = ?",
+                        (policy, p.name),
+                    )
+        self._load_checkpoints()
+        for p in self.projections.values():
+            with self.db.transaction() as tx:
+                self._create_tables(tx, p, self._checkpoints[p.name].generation)
+                self._point_views(tx, p, self._checkpoints[p.name].generation)
+
+    def _create_tables(self, tx: Tx, p: Projection, generation: int) -> None:
+        d = self.db.dialect
+        for table, columns in p.tables.items():
+            t = Tables(tx, d, p.owner, generation, p.tables)
+            tx.execute(t.sql(f"CREATE TABLE IF NOT EXISTS {{{table}}} ({columns})"))
+        for ix in p.indexes:
+            name = d.qualify(f"{physical(ix.table, generation)}_{ix.suffix}").split(".")[-1]
+            target = d.qualify(physical(ix.table, generation))
+            tx.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target} ({ix.columns})")
+
+    def _point_views(self, tx: Tx, p: Projection, generation: int) -> None:
+        d = self.db.dialect
+        for table in p.tables:
+            view, target = d.qualify(table), d.qualify(physical(table, generation))
+            tx.execute(f"DROP VIEW IF EXISTS {view}")
+            tx.execute(f"CREATE VIEW {view} AS SELECT * FROM {target}")
+
+    # -- catch-up -------------------------------------------------------------------------
+
+    def catch_up(
+        self,
+        names: Sequence[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Apply everything up to the head now; returns the number of events applied."""
+        self._load_checkpoints()
+        wanted = [self._projection(n) for n in names] if names else list(self.projections.values())
+        head = self.source.head()
+        applied = 0
+        while True:
+            live = [p for p in wanted if self._checkpoints[p.name].state == "live"]
+            behind = [p for p in live if self._checkpoints[p.name].position < head]
+            if not behind:
+                return applied
+            low = min(self._checkpoints[p.name].position for p in behind)
+            rows = self.source.read_rows(low, self.page, stop=head)
+            if not rows:
+                for p in behind:  # positions have gaps: nothing more up to the head
+                    self._commit_page(p, [], head)
+                return applied
+            end = rows[-1].position
+            topics = set().union(*(p.handles for p in behind))
+            items = self._decode([r for r in rows if r.topic in topics])
+            for p in behind:
+                after = self._checkpoints[p.name].position
+                mine = [i for i in items if i.position > after and i.type in p.handles]
+                applied += self._apply_page(p, mine, end)
+            if progress is not None:
+                progress(end, head)
+
+    def _decode(self, rows: Sequence[Row]) -> list[Item]:
+        try:
+            return list(self.source.decode_rows(rows))
+        except Exception:  # find the poison row(s); decode the rest one by one
+            items: list[Item] = []
+            for row in rows:
+                try:
+                    items.extend(self.source.decode_rows([row]))
+                except Exception as e:
+                    items.append(_Undecodable(row, f"{type(e).__name__}: {e}"))
+            return items
+
+    def _apply_page(self, p: Projection, items: list[Item], end: int) -> int:
+        if not any(isinstance(i, _Undecodable) for i in items):
+            try:
+                self._commit_page(p, items, end)  # type: ignore[arg-type]
+                return len(items)
+            except ProjectionMoved:
+                self._load_checkpoints()
+                return 0
+            except Exception as e:
+                log.warning("projection.page_failed", projection=p.name, error=str(e))
+        return self._isolate(p, items, end)
+
+    def _commit_page(self, p: Projection, events: list[Envelope[Any]], end: int) -> None:
+        cp = self._checkpoints[p.name]
+        with self.db.transaction() as tx:
+            self._check(tx, p.name, cp)
+            if events:
+                p.apply(
+                    Tables(tx, self.db.dialect, p.owner, cp.generation, p.tables),
+                    events,
+                    self.clock.now(),
+                )
+            self._advance(tx, p.name, end, len(events))
+        cp.position = end
+
+    def _isolate(self, p: Projection, items: list[Item], end: int) -> int:
+        """The page failed: apply its events one by one, dead-lettering the poison ones."""
+        applied = 0
+        for item in items:
+            cp = self._checkpoints[p.name]
+            error: str | None = item.error if isinstance(item, _Undecodable) else None
+            if error is None:
+                try:
+                    self._commit_page(p, [item], item.position)  # type: ignore[list-item]
+                    applied += 1
+                    continue
+                except ProjectionMoved:
+                    self._load_checkpoints()
+                    return applied
+                except Exception as e:
+                    error = f"{type(e).__name__}: {e}"
+            self._dead_letter(p, cp, item, error)
+            if cp.state == "stopped":
+                return applied
+        self._commit_page(p, [], end)
+        return applied
+
+    def _dead_letter(self, p: Projection, cp: _Checkpoint, item: Item, error: str) -> None:
+        stream_id = None if isinstance(item, _Undecodable) else item.stream_id
+        version = None if isinstance(item, _Undecodable) else item.version
+        stop = cp.policy == "stop"
+        log.error(
+            "projection.dead_letter",
+            projection=p.name,
+            position=item.position,
+            event_type=item.type,
+            error=error,
+            policy=cp.policy,
+        )
+        with self.db.transaction() as tx:
+            self._check(tx, p.name, cp)
+            self._exec(
+                tx,
+                "DELETE FROM {crm_dead_letters} WHERE projection = ? AND position = ?",
+                (p.name, item.position),
+            )
+            self._exec(
+                tx,
+                "INSERT INTO {crm_dead_letters} (projection, position, stream_id, version, "
+                "event_type, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (p.name, item.position, stream_id, version, item.type, error, self.clock.now()),
+            )
+            if stop:
+                self._exec(
+                    tx,
+                    "UPDATE {crm_projections} SET state = 'stopped', error = ?, updated_at = ? "
+                    "WHERE name = ?",
+                    (
+                        f"stopped at position {item.position} ({item.type}): {error}",
+                        self.clock.now(),
+                        p.name,
+                    ),
+                )
+            else:
+                self._advance(tx, p.name, item.position, 0)
+        if stop:
+            cp.state = "stopped"
+        else:
+            cp.position = item.position
+
+    def _check(self, tx: Tx, name: str, cp: _Checkpoint) -> None:
+        lock = " FOR UPDATE" if self.db.dialect.name == "postgresql" else ""
+        row = self._fetch(
+            tx,
+            "SELECT generation, position, state FROM {crm_projections} WHERE name = ?" + lock,
+            (name,),
+        )
+        if not row or (row[0][0], row[0][1], row[0][2]) != (cp.generation, cp.position, cp.state):
+            raise ProjectionMoved(name)
+
+    def _advance(self, tx: Tx, name: str, position: int, handled: int) -> None:
+        self._exec(
+            tx,
+            "UPDATE {crm_projections} SET position = ?, handled = handled + ?, updated_at = ? "
+            "WHERE name = ?",
+            (position, handled, self.clock.now(), name),
+        )
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def fire_timers(self) -> int:
+        """Run every timer whose due time the clock has passed; returns how many fired."""
+        now = self.clock.now()
+        fired = 0
+        self._load_checkpoints()
+        for p in self.projections.values():
+            cp = self._checkpoints[p.name]
+            if cp.state != "live":
+                continue
+            owner = physical(p.owner, cp.generation)
+            with self.db.transaction() as tx:
+                self._check(tx, p.name, cp)
+                rows = self._fetch(
+                    tx,
+                    "SELECT key, due_at, payload FROM {crm_timers} WHERE projection = ? "
+                    "AND due_at <= ? ORDER BY due_at, key",
+                    (owner, now),
+                )
+                if not rows:
+                    continue
+                timers = [Timer(k, self.db.dialect.ts(d) or now, pl) for k, d, pl in rows]
+                self._exec(
+                    tx,
+                    "DELETE FROM {crm_timers} WHERE projection = ? AND due_at <= ?",
+                    (owner, now),
+                )
+                p.on_timers(
+                    Tables(tx, self.db.dialect, p.owner, cp.generation, p.tables), timers, now
+                )
+                fired += len(timers)
+        return fired
+
+    def next_timer(self) -> datetime | None:
+        rows = self.db.fetch(
+            _resolve("SELECT min(due_at) FROM {crm_timers}", self._system_names(), self.db.dialect)
+        )
+        return self.db.dialect.ts(rows[0][0]) if rows else None
+
+    # -- live -----------------------------------------------------------------------------
+
+    def follow(self, stop: threading.Event, poll: float = 0.2) -> None:
+        """Catch up, fire timers, wait for new events (NOTIFY) or the next timer; repeat until
+        `stop` is set. Each page commits on its own, so stopping loses nothing."""
+        while not stop.is_set():
+            self.catch_up()
+            self.fire_timers()
+            if stop.is_set():
+                return
+            timeout = poll
+            due = self.next_timer()
+            if due is not None:
+                timeout = max(0.0, min(poll, (due - self.clock.now()).total_seconds()))
+            self.db.wait(timeout)
+
+    def wait_for(self, position: int, timeout: float = 10.0) -> bool:
+        """Read-your-writes: wait until every live projection has applied `position`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._load_checkpoints()
+            if all(c.position >= position for c in self._checkpoints.values() if c.state == "live"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.db.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    # -- status, control ------------------------------------------------------------------
+
+    def status(self) -> list[ProjectionStatus]:
+        head = self.source.head()
+        rows = self.db.fetch(
+            _resolve(
+                "SELECT name, version, generation, position, handled, state, policy, error, "
+                "updated_at FROM {crm_projections} ORDER BY name",
+                self._system_names(),
+                self.db.dialect,
+            )
+        )
+        dead = dict(
+            self.db.fetch(
+                _resolve(
+                    "SELECT projection, count(*) FROM {crm_dead_letters} GROUP BY projection",
+                    self._system_names(),
+                    self.db.dialect,
+                )
+            )
+        )
+        return [
+            ProjectionStatus(
+                name=n,
+                version=v,
+                generation=g,
+                position=pos,
+                head=head,
+                lag=max(0, head - pos),
+                state=s,
+                policy=pol,
+                handled=h,
+                dead_letters=int(dead.get(n, 0)),
+                error=err,
+                updated_at=self.db.dialect.ts(at),
+            )
+            for n, v, g, pos, h, s, pol, err, at in rows
+            if n in self.projections
+        ]
+
+    def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
+        sql = "SELECT projection, position, event_type, error, at FROM {crm_dead_letters}"
+        params: tuple[object, ...] = ()
+        if name:
+            sql += " WHERE projection = ?"
+            params = (name,)
+        rows = self.db.fetch(
+            _resolve(sql + " ORDER BY position", self._system_names(), self.db.dialect), params
+        )
+        return [
+            DeadLetter(
+                projection=p,
+                position=pos,
+                event_type=t,
+                error=e,
+                at=self.db.dialect.ts(a) or self.clock.now(),
+            )
+            for p, pos, t, e, a in rows
+        ]
+
+    def resume(self, name: str) -> None:
+        """Let a stopped projection try again from where it stopped."""
+        self._projection(name)
+        with self.db.transaction() as tx:
+            self._exec(
+                tx,
+                "UPDATE {crm_projections} SET state = 'live', error = NULL WHERE name = ?",
+                (name,),
+            )
+        self._load_checkpoints()
+
+    def rebuild(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Fill a new generation from position 0, then swap views and checkpoint at once.
+        The old generation keeps serving (and the live runner keeps feeding it) meanwhile;
+        the new one keeps its progress in a checkpoint row of its own (`NAME#rebuild`)."""
+        p = self._projection(name)
+        self._load_checkpoints()
+        cp = self._checkpoints[name]
+        new = cp.generation + 1
+        shadow = _Shadow(p, new)
+        with self.db.transaction() as tx:
+            self._drop_tables(tx, p, new)  # a rebuild that crashed left these behind
+            self._create_tables(tx, p, new)
+            self._exec(
+                tx, "DELETE FROM {crm_timers} WHERE projection = ?", (physical(p.name, new),)
+            )
+            self._exec(tx, "DELETE FROM {crm_projections} WHERE name = ?", (shadow.name,))
+            self._exec(tx, "DELETE FROM {crm_dead_letters} WHERE projection = ?", (shadow.name,))
+            self._exec(
+                tx,
+                "INSERT INTO {crm_projections} (name, version, generation, position, handled, "
+                "state, policy) VALUES (?, ?, ?, 0, 0, 'live', ?)",
+                (shadow.name, p.version, new, cp.policy),
+            )
+        builder = Runner(self.db, self.source, [shadow], self.clock, page=self.page)
+        applied = 0
+        while True:
+            applied += builder.catch_up(progress=progress)
+            built = builder._checkpoints[shadow.name]
+            if built.state != "live":
+                raise RebuildStopped(name, built.position)
+            with self.db.transaction() as tx:
+                lock = " FOR UPDATE" if self.db.dialect.name == "postgresql" else ""
+                row = self._fetch(
+                    tx, "SELECT generation FROM {crm_projections} WHERE name = ?" + lock, (name,)
+                )
+                if self.source.head() > built.position:
+                    continue  # more arrived meanwhile: catch up again, then swap
+                self._point_views(tx, p, new)
+                self._exec(
+                    tx,
+                    "UPDATE {crm_projections} SET generation = ?, version = ?, position = ?, "
+                    "handled = (SELECT handled FROM {crm_projections} WHERE name = ?), "
+                    "state = 'live', error = NULL, updated_at = ? WHERE name = ?",
+                    (new, p.version, built.position, shadow.name, self.clock.now(), name),
+                )
+                self._exec(tx, "DELETE FROM {crm_projections} WHERE name = ?", (shadow.name,))
+                self._exec(tx, "DELETE FROM {crm_dead_letters} WHERE projection = ?", (name,))
+                self._exec(
+                    tx,
+                    "UPDATE {crm_dead_letters} SET projection = ? WHERE projection = ?",
+                    (name, shadow.name),
+                )
+                old = int(row[0][0])
+                self._exec(
+                    tx, "DELETE FROM {crm_timers} WHERE projection = ?", (physical(p.name, old),)
+                )
+                self._drop_tables(tx, p, old)
+            break
+        self._load_checkpoints()
+        return applied
+
+    def _drop_tables(self, tx: Tx, p: Projection, generation: int) -> None:
+        for table in p.tables:
+            tx.execute(
+                f"DROP TABLE IF EXISTS {self.db.dialect.qualify(physical(table, generation))}"
+            )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _projection(self, name: str) -> Projection:
+        p = self.projections.get(name)
+        if p is None:
+            raise UnknownProjection(name, sorted(self.projections))
+        return p
+
+    def _load_checkpoints(self) -> None:
+        rows = self.db.fetch(
+            _resolve(
+                "SELECT name, generation, position, state, policy FROM {crm_projections}",
+                self._system_names(),
+                self.db.dialect,
+            )
+        )
+        self._checkpoints = {
+            n: _Checkpoint(int(g), int(pos), s, pol)
+            for n, g, pos, s, pol in rows
+            if n in self.projections
+        }
+
+    def _system_names(self) -> dict[str, str]:
+        d = self.db.dialect
+        names = {t: d.qualify(t) for t in SYSTEM_TABLES}
+        names.update(
+            {
+                k: d.ddl_type(k)
+                for k in ("uuid", "ts", "json", "int", "real", "text", "date", "bool")
+            }
+        )
+        return names
+
+    def _exec(self, tx: Tx, template: str, params: Sequence[object] = ()) -> None:
+        tx.execute(_resolve(template, self._system_names(), self.db.dialect), params)
+
+    def _fetch(self, tx: Tx, template: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return tx.fetch(_resolve(template, self._system_names(), self.db.dialect), params)
+
+
+class _Shadow(Projection):
+    """A projection filling a new generation of another's tables (rebuild)."""
+
+    def __init__(self, inner: Projection, generation: int) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}#rebuild"  # type: ignore[misc]
+        self.handles = inner.handles  # type: ignore[misc]
+        self.tables = inner.tables  # type: ignore[misc]
+        self.generation = generation
+
+    @property
+    def owner(self) -> str:
+        return self.inner.name
+
+    def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
+        self.inner.apply(t, events, now)
+
+    def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
+        self.inner.on_timers(t, timers, now)
