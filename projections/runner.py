@@ -115,6 +115,15 @@ class Runner:
         self.policies = policies or {}
         self._checkpoints: dict[str, _Checkpoint] = {}
 
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- setup ----------------------------------------------------------------------------
 
     def setup(self) -> None:

@@ -1,0 +1,233 @@
+"""`crm projections status|run|rebuild`, `crm customer show`, `crm serve projector`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import UUID
+
+import structlog
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from infra.cli.output import Format, emit
+from infra.engine import Engine, open_engine
+from infra.projector import open_runner, views
+from projections.errors import ProjectionError
+from projections.runner import Runner
+
+console = Console()
+err_console = Console(stderr=True)
+log = structlog.get_logger("crm.projector")
+
+projections_app = typer.Typer(no_args_is_help=True, help="Read models: status, catch-up, rebuild.")
+customer_app = typer.Typer(no_args_is_help=True, help="Look a customer up in the views.")
+serve_app = typer.Typer(no_args_is_help=True, help="Run an engine role until stopped.")
+
+
+@contextmanager
+def _runner() -> Iterator[tuple[Engine, Runner]]:
+    with open_engine() as engine:
+        runner = open_runner(engine)
+        try:
+            yield engine, runner
+        except ProjectionError as e:
+            err_console.print(f"[red]{type(e).__name__}[/red] ({e.code}): {e}")
+            raise typer.Exit(2) from None
+        finally:
+            runner.db.close()
+
+
+def _progress(label: str) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("positions"),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+
+
+def _show_status(runner: Runner, fmt: Format) -> None:
+    rows = [
+        (
+            s.name,
+            s.state,
+            s.position,
+            s.head,
+            s.lag,
+            s.handled,
+            s.dead_letters,
+            s.policy,
+            s.generation,
+            s.error or "",
+        )
+        for s in runner.status()
+    ]
+    emit(
+        console,
+        "projections",
+        (
+            "name",
+            "state",
+            "position",
+            "head",
+            "lag",
+            "handled",
+            "dead_letters",
+            "policy",
+            "generation",
+            "error",
+        ),
+        rows,
+        fmt,
+    )
+
+
+@projections_app.command("status")
+def status(
+    fmt: Format = typer.Option(Format.table, "--format"),
+    dead_letters: bool = typer.Option(False, "--dead-letters", help="List the dead letters too."),
+) -> None:
+    """Position, lag (head minus position), state and dead letters of every projection."""
+    with _runner() as (_, runner):
+        _show_status(runner, fmt)
+        if dead_letters:
+            emit(
+                console,
+                "dead letters",
+                ("projection", "position", "event_type", "error", "at"),
+                [
+                    (d.projection, d.position, d.event_type, d.error, d.at)
+                    for d in runner.dead_letters()
+                ],
+                fmt,
+            )
+
+
+@projections_app.command("run")
+def run(
+    names: list[str] = typer.Argument(None, help="Projections to run (default: all)."),
+    fmt: Format = typer.Option(Format.table, "--format"),
+) -> None:
+    """Catch up now (a stopped projection named here is resumed first), fire due timers."""
+    with _runner() as (_, runner):
+        for name in names or []:
+            runner.resume(name)
+        with _progress("catch-up") as progress:
+            task = progress.add_task("catch-up", total=None)
+
+            def tick(position: int, head: int) -> None:
+                progress.update(task, completed=position, total=head)
+
+            applied = runner.catch_up(names or None, progress=tick)
+        fired = runner.fire_timers()
+        err_console.print(f"applied {applied:,} events, fired {fired:,} timers")
+        _show_status(runner, fmt)
+
+
+@projections_app.command("rebuild")
+def rebuild(name: str = typer.Argument(..., help="The projection to rebuild.")) -> None:
+    """Build a new generation of NAME's tables from the whole log, then swap it in at once."""
+    with _runner() as (_, runner), _progress(f"rebuild {name}") as progress:
+        task = progress.add_task("rebuild", total=None)
+        applied = runner.rebuild(
+            name,
+            progress=lambda position, head: progress.update(task, completed=position, total=head),
+        )
+        err_console.print(f"rebuilt {name}: {applied:,} events applied")
+
+
+@customer_app.command("show")
+def show(
+    customer_id: UUID = typer.Argument(..., help="The customer's id."),
+    limit: int = typer.Option(20, help="How many timeline entries."),
+    fmt: Format = typer.Option(Format.table, "--format"),
+    catch_up: bool = typer.Option(True, help="Catch the views up first."),
+) -> None:
+    """A customer's profile, counts per channel and timeline (merged customers included)."""
+    with _runner() as (_, runner):
+        if catch_up:
+            runner.catch_up()
+        v = views(runner)
+        profile = v.profile(customer_id)
+        if profile is None:
+            err_console.print(f"[red]no customer {customer_id} in customer_profile[/red]")
+            raise typer.Exit(1)
+        fields = [
+            ("customer_id", profile.customer_id),
+            ("kind", profile.kind),
+            ("name", profile.name),
+            ("stage", profile.stage),
+            ("source", profile.source),
+            ("gender", profile.gender),
+            ("age", profile.age),
+            ("income_band", profile.income_band),
+            ("purpose", profile.purpose),
+            ("contacts", ", ".join(f"{c['kind']}: {c['value']}" for c in profile.contacts)),
+            ("consents", ", ".join(f"{c['channel']}/{c['purpose']}" for c in profile.consents)),
+            (
+                "organisations",
+                ", ".join(f"{o['organisation_id']} ({o['role']})" for o in profile.organisations),
+            ),
+            (
+                "contact_persons",
+                ", ".join(f"{c['person_id']} ({c['role']})" for c in profile.contact_persons),
+            ),
+            ("merged_into", profile.merged_into),
+            ("absorbed", ", ".join(profile.absorbed)),
+            ("forgotten", profile.forgotten),
+            ("last_contact_at", profile.last_contact_at),
+        ]
+        emit(console, "profile", ("field", "value"), fields, fmt)
+        emit(
+            console,
+            "interactions per channel",
+            ("channel", "count", "last_at"),
+            [(c.channel, c.count, c.last_at) for c in profile.channels],
+            fmt,
+        )
+        emit(
+            console,
+            "timeline (newest first)",
+            ("occurred_at", "channel", "direction", "minutes", "detail", "summary", "customer_id"),
+            [
+                (
+                    t.occurred_at,
+                    t.channel,
+                    t.direction,
+                    t.duration_min,
+                    t.detail,
+                    t.summary,
+                    t.customer_id,
+                )
+                for t in v.timeline(customer_id, limit=limit)
+            ],
+            fmt,
+        )
+
+
+@serve_app.command("projector")
+def serve_projector(
+    poll: float = typer.Option(0.2, help="Longest wait between checks (seconds)."),
+) -> None:
+    """Follow the log until SIGTERM or Ctrl-C: every page commits with its checkpoint, so
+    stopping loses nothing; the current page is finished first."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("projector.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with _runner() as (_, runner):
+        log.info("projector.started", projections=sorted(runner.projections))
+        err_console.print("projector running (Ctrl-C or SIGTERM stops it)")
+        runner.follow(stop, poll=poll)
+        log.info("projector.stopped")
+        err_console.print("projector stopped")
