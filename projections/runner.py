@@ -175,13 +175,15 @@ class Runner:
         self,
         names: Sequence[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> int:
-        """Apply everything up to the head now; returns the number of events applied."""
+        """Apply everything up to the head now (or until `stop` is set, between pages);
+        returns the number of events applied."""
         self._load_checkpoints()
         wanted = [self._projection(n) for n in names] if names else list(self.projections.values())
         head = self.source.head()
         applied = 0
-        while True:
+        while stop is None or not stop.is_set():
             live = [p for p in wanted if self._checkpoints[p.name].state == "live"]
             behind = [p for p in live if self._checkpoints[p.name].position < head]
             if not behind:
@@ -201,6 +203,7 @@ class Runner:
                 applied += self._apply_page(p, mine, end)
             if progress is not None:
                 progress(end, head)
+        return applied
 
     def _decode(self, rows: Sequence[Row]) -> list[Item]:
         try:
@@ -368,7 +371,7 @@ class Runner:
         """Catch up, fire timers, wait for new events (NOTIFY) or the next timer; repeat until
         `stop` is set. Each page commits on its own, so stopping loses nothing."""
         while not stop.is_set():
-            self.catch_up()
+            self.catch_up(stop=stop)
             self.fire_timers()
             if stop.is_set():
                 return

@@ -29,9 +29,9 @@ serve_app = typer.Typer(no_args_is_help=True, help="Run an engine role until sto
 
 
 @contextmanager
-def _runner() -> Iterator[tuple[Engine, Runner]]:
+def _runner(page: int = 10_000) -> Iterator[tuple[Engine, Runner]]:
     with open_engine() as engine:
-        runner = open_runner(engine)
+        runner = open_runner(engine, page=page)
         try:
             yield engine, runner
         except ProjectionError as e:
@@ -113,9 +113,10 @@ def status(
 def run(
     names: list[str] = typer.Argument(None, help="Projections to run (default: all)."),
     fmt: Format = typer.Option(Format.table, "--format"),
+    page: int = typer.Option(10_000, min=1, help="Events read and applied per transaction."),
 ) -> None:
     """Catch up now (a stopped projection named here is resumed first), fire due timers."""
-    with _runner() as (_, runner):
+    with _runner(page) as (_, runner):
         for name in names or []:
             runner.resume(name)
         with _progress("catch-up") as progress:
@@ -214,6 +215,7 @@ def show(
 @serve_app.command("projector")
 def serve_projector(
     poll: float = typer.Option(0.2, help="Longest wait between checks (seconds)."),
+    page: int = typer.Option(10_000, min=1, help="Events read and applied per transaction."),
 ) -> None:
     """Follow the log until SIGTERM or Ctrl-C: every page commits with its checkpoint, so
     stopping loses nothing; the current page is finished first."""
@@ -225,7 +227,7 @@ def serve_projector(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with _runner() as (_, runner):
+    with _runner(page) as (_, runner):
         log.info("projector.started", projections=sorted(runner.projections))
         err_console.print("projector running (Ctrl-C or SIGTERM stops it)")
         runner.follow(stop, poll=poll)
