@@ -192,7 +192,7 @@ class Runner:
             rows = self.source.read_rows(low, self.page, stop=head)
             if not rows:
                 for p in behind:  # positions have gaps: nothing more up to the head
-                    self._commit_page(p, [], head)
+                    self._apply_page(p, [], head)
                 return applied
             end = rows[-1].position
             topics = set().union(*(p.handles for p in behind))
