@@ -24,26 +24,28 @@ def _setup(log_level: str = typer.Option("WARNING", envvar="CRM_LOG_LEVEL")) -> 
 
 @app.command()
 def demo(
-    customers: int = typer.Option(2000, help="How many customers to register."),
+    customers: int = typer.Option(2000, help="How many customers the history has."),
+    years: float = typer.Option(2.0, help="How many years of history, ending now."),
     seed: int = typer.Option(7, help="Seed of the generated history."),
 ) -> None:
-    """Build demo-out/crm-demo.db from empty and show what the engine does with it."""
+    """Build demo-out/crm-demo.db from empty: a realistic history, imported and projected."""
     from infra.demo import DEMO_DB, DemoStoreNotOurs, run_demo
 
     try:
-        result = run_demo(console, customers=customers, seed=seed)
+        result = run_demo(console, customers=customers, seed=seed, years=years)
     except DemoStoreNotOurs as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
     console.print(
-        f"\nDone in {result.seconds:.1f} s: {result.lines:,} commands imported through the bulk path, "
-        f"{result.events:,} events in the log; personal data encrypted per customer.\n"
-        "Built so far: the event store and codec, the customer registry and interactions from every "
-        "channel. Projections, sales, service and campaigns come with the next issues.\n"
-        f"Explore it: export CRM_STORE_URL=sqlite:///{DEMO_DB}, then e.g. "
-        f"`crm do customer.grant_consent customer_id={result.shown} consent_channel=phone`, "
-        f"or `sqlite3 {DEMO_DB} 'select notification_id, topic, customer_id, recorded_at "
-        "from stored_events limit 5'`."
+        f"\nDone in {result.seconds:.1f} s: {result.lines:,} commands imported through the bulk "
+        f"path, {result.events:,} events in the log (personal data encrypted per customer), "
+        "customer_profile and timeline built.\n"
+        f"Explore it:\n  export CRM_STORE_URL=sqlite:///{DEMO_DB}\n"
+        f"  crm customer show {result.shown}\n"
+        "  crm projections status\n"
+        f"  crm do interaction.log_call customer_id={result.shown} direction=in duration_min=4\n"
+        f"  sqlite3 {DEMO_DB} 'select name, stage, n_call, n_web, last_contact_at "
+        "from customer_profile order by n_call desc limit 5'"
     )
 
 

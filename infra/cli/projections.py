@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from infra.cli.output import Format, emit
+from infra.cli.render import CustomerNotInViews, show_profile
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner, views
 from projections.errors import ProjectionError
@@ -154,62 +155,11 @@ def show(
     with _runner() as (_, runner):
         if catch_up:
             runner.catch_up()
-        v = views(runner)
-        profile = v.profile(customer_id)
-        if profile is None:
-            err_console.print(f"[red]no customer {customer_id} in customer_profile[/red]")
-            raise typer.Exit(1)
-        fields = [
-            ("customer_id", profile.customer_id),
-            ("kind", profile.kind),
-            ("name", profile.name),
-            ("stage", profile.stage),
-            ("source", profile.source),
-            ("gender", profile.gender),
-            ("age", profile.age),
-            ("income_band", profile.income_band),
-            ("purpose", profile.purpose),
-            ("contacts", ", ".join(f"{c['kind']}: {c['value']}" for c in profile.contacts)),
-            ("consents", ", ".join(f"{c['channel']}/{c['purpose']}" for c in profile.consents)),
-            (
-                "organisations",
-                ", ".join(f"{o['organisation_id']} ({o['role']})" for o in profile.organisations),
-            ),
-            (
-                "contact_persons",
-                ", ".join(f"{c['person_id']} ({c['role']})" for c in profile.contact_persons),
-            ),
-            ("merged_into", profile.merged_into),
-            ("absorbed", ", ".join(profile.absorbed)),
-            ("forgotten", profile.forgotten),
-            ("last_contact_at", profile.last_contact_at),
-        ]
-        emit(console, "profile", ("field", "value"), fields, fmt)
-        emit(
-            console,
-            "interactions per channel",
-            ("channel", "count", "last_at"),
-            [(c.channel, c.count, c.last_at) for c in profile.channels],
-            fmt,
-        )
-        emit(
-            console,
-            "timeline (newest first)",
-            ("occurred_at", "channel", "direction", "minutes", "detail", "summary", "customer_id"),
-            [
-                (
-                    t.occurred_at,
-                    t.channel,
-                    t.direction,
-                    t.duration_min,
-                    t.detail,
-                    t.summary,
-                    t.customer_id,
-                )
-                for t in v.timeline(customer_id, limit=limit)
-            ],
-            fmt,
-        )
+        try:
+            show_profile(console, views(runner), customer_id, limit=limit, fmt=fmt)
+        except CustomerNotInViews as e:
+            err_console.print(f"[red]{e}[/red]")
+            raise typer.Exit(1) from None
 
 
 @serve_app.command("projector")
