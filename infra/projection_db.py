@@ -119,17 +119,36 @@ class PostgresTx:
         return self._cur.fetchall()
 
     def insert_many(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]],
+        kinds: Sequence[str],
     ) -> int:
+        """Binary COPY: values go as they are, with the columns' types."""
         n = 0
-        statement = SQL("COPY {0} ({1}) FROM STDIN").format(
+        statement = SQL("COPY {0} ({1}) FROM STDIN (FORMAT BINARY)").format(
             SQL(table), SQL(", ").join(Identifier(c) for c in columns)
         )
         with self._cur.copy(statement) as copy:
+            copy.set_types([_BINARY[k] for k in kinds])
+            write_row = copy.write_row
             for row in rows:
-                copy.write_row(row)
+                write_row(row)
                 n += 1
         return n
+
+
+_BINARY = {
+    "uuid": "uuid",
+    "ts": "timestamptz",
+    "json": "text",
+    "int": "int8",
+    "real": "float8",
+    "text": "text",
+    "date": "date",
+    "bool": "bool",
+}
 
 
 class SqliteTx:
@@ -147,7 +166,11 @@ class SqliteTx:
         return [tuple(r) for r in self._cur.fetchall()]
 
     def insert_many(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]],
+        kinds: Sequence[str],
     ) -> int:
         batch = list(rows)
         if batch:

@@ -28,6 +28,9 @@ from projections.projection import Index, Projection, Tables, Timer
 
 CHANNELS = ("email", "call", "meeting", "questionnaire", "conversation", "web")
 _CHANNEL_BY_TAG = {cls.__struct_config__.tag: ch for cls, ch in CHANNEL_OF.items()}
+_CHANNEL_BY_CLASS = dict(CHANNEL_OF)
+_N = {c: f"n_{c}" for c in CHANNEL_OF.values()}
+_LAST = {c: f"last_{c}_at" for c in CHANNEL_OF.values()}
 _REGISTRY_TAGS = {
     cls.__struct_config__.tag
     for cls in (
@@ -75,6 +78,8 @@ COLUMNS = (
     "position",
 )
 _JSON = ("contacts", "consents", "organisations", "contact_persons", "absorbed", "own")
+_JSON_AT = [(i, c) for i, c in enumerate(COLUMNS) if c in _JSON]
+CACHE_ROWS = 200_000  # rows kept between pages at most
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 
@@ -116,21 +121,39 @@ class CustomerProfile(Projection):
     }
     indexes = (Index("merged_into", "customer_profile", "merged_into"),)
 
+    def __init__(self) -> None:
+        # Rows kept between the pages of a catch-up; valid while the checkpoint they were
+        # committed at is the one the next page starts from.
+        self._cache: dict[UUID, dict[str, Any] | None] = {}
+        self._cache_at: tuple[int, int] | None = None
+
+    def committed(self, generation: int, position: int) -> None:
+        self._cache_at = (generation, position)
+        if len(self._cache) > CACHE_ROWS:
+            self.forget_cache()
+
+    def forget_cache(self) -> None:
+        self._cache = {}
+        self._cache_at = None
+
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
-        rows = _Rows(t)
+        if self._cache_at != (t.generation, t.position):
+            self.forget_cache()
+        self._cache_at = None  # until this transaction commits
+        rows = _Rows(t, self._cache)
         rows.load(_touched(events))
+        interaction = rows.interaction
         for e in events:
-            tag = e.type
-            channel = _CHANNEL_BY_TAG.get(tag)
+            channel = _CHANNEL_BY_CLASS.get(e.payload.__class__)
             if channel is not None:
                 if e.customer_id is not None:
-                    rows.interaction(e.customer_id, channel, e.occurred_at, e.position)
+                    interaction(e.customer_id, channel, e.occurred_at, e.position)
                 continue
             _apply_registry(rows, e, now)
         rows.flush()
 
     def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
-        rows = _Rows(t)
+        rows = _Rows(t, {})
         ids = [UUID(timer.payload) for timer in timers]
         rows.load(ids)
         for customer_id in ids:
@@ -149,13 +172,15 @@ class CustomerProfile(Projection):
 
 def _touched(events: Iterable[Envelope[Any]]) -> list[UUID]:
     ids: set[UUID] = set()
+    add = ids.add
     for e in events:
         if e.customer_id is not None:
-            ids.add(e.customer_id)
-        for ref in ("survivor_id", "merged_id", "person_id"):
-            value = getattr(e.payload, ref, None)
-            if isinstance(value, UUID):
-                ids.add(value)
+            add(e.customer_id)
+        if e.stream_type == "customer":
+            for ref in ("survivor_id", "merged_id", "person_id"):
+                value = getattr(e.payload, ref, None)
+                if isinstance(value, UUID):
+                    add(value)
     return list(ids)
 
 
@@ -287,9 +312,9 @@ def _iso(at: datetime) -> str:
 class _Rows:
     """The rows a batch touches, as dicts, loaded once and written back once."""
 
-    def __init__(self, t: Tables) -> None:
+    def __init__(self, t: Tables, rows: dict[UUID, dict[str, Any] | None]) -> None:
         self.t = t
-        self.rows: dict[UUID, dict[str, Any] | None] = {}
+        self.rows = rows
         self.dirty: set[UUID] = set()
 
     def load(self, ids: Sequence[UUID]) -> None:
@@ -308,6 +333,10 @@ class _Rows:
             row["merged_into"] = d.uuid(row["merged_into"])
             for f in _JSON:
                 row[f] = _dec.decode(row[f])
+            row["own"] = {
+                c: [n, datetime.fromisoformat(last) if last else None]
+                for c, (n, last) in row["own"].items()
+            }
             for f in (
                 "registered_at",
                 "updated_at",
@@ -346,31 +375,38 @@ class _Rows:
         return row
 
     def interaction(self, customer_id: UUID, channel: str, at: datetime, position: int) -> None:
-        row = self.get(customer_id)
+        row = self.rows.get(customer_id, False)
+        if row is False:
+            row = self.get(customer_id)
         if row is None:
             return
-        own = row["own"].setdefault(channel, [0, None])
+        own = row["own"].get(channel)
+        if own is None:
+            own = row["own"][channel] = [0, None]
         own[0] += 1
-        if own[1] is None or _iso(at) > own[1]:
-            own[1] = _iso(at)
-        seen: set[UUID] = set()
-        while row is not None and row["customer_id"] not in seen:  # the survivors count it too
-            seen.add(row["customer_id"])
-            row[f"n_{channel}"] += 1
-            last = row[f"last_{channel}_at"]
+        if own[1] is None or at > own[1]:
+            own[1] = at
+        n_key, last_key = _N[channel], _LAST[channel]
+        for _ in range(64):  # the survivors count it too (a merge chain is short)
+            row[n_key] += 1
+            last = row[last_key]
             if last is None or at > last:
-                row[f"last_{channel}_at"] = at
+                row[last_key] = at
             if row["last_contact_at"] is None or at > row["last_contact_at"]:
                 row["last_contact_at"] = at
             row["position"] = max(row["position"], position)
             self.dirty.add(row["customer_id"])
-            row = self.get(row["merged_into"]) if row["merged_into"] else None
+            if not row["merged_into"]:
+                return
+            row = self.get(row["merged_into"])
+            if row is None:
+                return
 
     def recount(self, customer_id: UUID) -> None:
         """Totals = own interactions plus each absorbed customer's totals (recursively)."""
         row = self.get(customer_id)
         assert row is not None
-        totals = {c: [0, None] for c in CHANNELS}
+        totals: dict[str, list[Any]] = {c: [0, None] for c in CHANNELS}
         for channel, (n, last) in row["own"].items():
             totals[channel] = [n, last]
         for merged in row["absorbed"]:
@@ -380,16 +416,12 @@ class _Rows:
             for c in CHANNELS:
                 n, last = child[f"n_{c}"], child[f"last_{c}_at"]
                 totals[c][0] += n
-                if last is not None and (totals[c][1] is None or _iso(last) > totals[c][1]):
-                    totals[c][1] = _iso(last)
-        lasts = []
+                if last is not None and (totals[c][1] is None or last > totals[c][1]):
+                    totals[c][1] = last
         for c in CHANNELS:
-            n, last = totals[c]
-            row[f"n_{c}"] = n
-            row[f"last_{c}_at"] = datetime.fromisoformat(last) if last else None
-            if last:
-                lasts.append(last)
-        row["last_contact_at"] = datetime.fromisoformat(max(lasts)) if lasts else None
+            row[f"n_{c}"], row[f"last_{c}_at"] = totals[c]
+        lasts = [last for _, last in totals.values() if last is not None]
+        row["last_contact_at"] = max(lasts) if lasts else None
         self.dirty.add(customer_id)
 
     def set_age(self, customer_id: UUID, birth: date, now: datetime) -> None:
@@ -410,8 +442,12 @@ class _Rows:
             row = self.rows[cid]
             assert row is not None
             values = [row[c] for c in COLUMNS]
-            for i, c in enumerate(COLUMNS):
-                if c in _JSON:
+            for i, c in _JSON_AT:
+                if c == "own":
+                    values[i] = _enc.encode(
+                        {ch: [n, _iso(last) if last else None] for ch, (n, last) in row[c].items()}
+                    ).decode()
+                else:
                     values[i] = _enc.encode(row[c]).decode()
             out.append(values)
         self.t.replace_rows("customer_profile", "customer_id", COLUMNS, out)

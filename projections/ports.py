@@ -49,9 +49,14 @@ class Tx(Protocol):
     def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
 
     def insert_many(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]],
+        kinds: Sequence[str],
     ) -> int:
-        """Bulk insert (COPY on PostgreSQL); returns the number of rows."""
+        """Bulk insert (binary COPY on PostgreSQL, `kinds` being the columns' `{type}`
+        names); returns the number of rows."""
         ...
 
 

@@ -40,17 +40,32 @@ def physical(table: str, generation: int) -> str:
 
 
 class Tables:
-    """One transaction as a projection sees it: logical tables resolved, timers at hand."""
+    """One transaction as a projection sees it: logical tables resolved, timers at hand.
+
+    `generation` and `position` say which generation it writes and the checkpoint it starts
+    from; timers scheduled or cancelled are written once, when the runner flushes them."""
 
     def __init__(
-        self, tx: Tx, dialect: Dialect, owner: str, generation: int, tables: Iterable[str]
+        self,
+        tx: Tx,
+        dialect: Dialect,
+        owner: str,
+        generation: int,
+        tables: dict[str, str],
+        *,
+        position: int = 0,
     ):
         self.tx = tx
         self.dialect = dialect
         self.owner = physical(owner, generation)
+        self.generation = generation
+        self.position = position
         self._names = {t: dialect.qualify(physical(t, generation)) for t in tables}
         self._names.update({k: dialect.ddl_type(k) for k in TYPES})
+        self._columns = {t: column_types(ddl) for t, ddl in tables.items()}
         self._sql: dict[str, str] = {}
+        self._scheduled: dict[str, tuple[datetime, str]] = {}
+        self._cancelled: set[str] = set()
 
     def sql(self, template: str) -> str:
         """`{table}` and `{type}` resolved, `?` turned into the driver's parameter mark."""
@@ -85,7 +100,8 @@ class Tables:
     def insert_many(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
     ) -> int:
-        return self.tx.insert_many(self._names[table], columns, rows)
+        kinds = self._columns[table]
+        return self.tx.insert_many(self._names[table], columns, rows, [kinds[c] for c in columns])
 
     def replace_rows(
         self, table: str, key: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
@@ -98,35 +114,54 @@ class Tables:
         at = columns.index(key)
         if self.dialect.name == "postgresql":
             self.tx.execute(f"DELETE FROM {name} WHERE {key} = ANY(%s)", ([r[at] for r in rows],))
-            self.tx.insert_many(name, columns, rows)
+            self.insert_many(table, columns, rows)
             return
         marks = ", ".join("?" * len(columns))
         self.tx.executemany(
             f"INSERT OR REPLACE INTO {name} ({', '.join(columns)}) VALUES ({marks})", rows
         )
 
-    def cancel(self, key: str) -> None:
-        self.tx.execute(
-            _resolve(
-                "DELETE FROM {crm_timers} WHERE projection = ? AND key = ?",
-                {"crm_timers": self.dialect.qualify("crm_timers")},
-                self.dialect,
-            ),
-            (self.owner, key),
-        )
-
     def schedule(self, key: str, due_at: datetime, payload: str = "") -> None:
         """Wake this projection (`on_timers`) when the clock passes `due_at`; replaces the
-        timer of the same key."""
-        self.cancel(key)
-        self.tx.execute(
-            _resolve(
-                "INSERT INTO {crm_timers} (projection, key, due_at, payload) VALUES (?, ?, ?, ?)",
-                {"crm_timers": self.dialect.qualify("crm_timers")},
-                self.dialect,
-            ),
-            (self.owner, key, due_at, payload),
+        timer of the same key. Written when the transaction's apply is done."""
+        self._cancelled.discard(key)
+        self._scheduled[key] = (due_at, payload)
+
+    def cancel(self, key: str) -> None:
+        self._scheduled.pop(key, None)
+        self._cancelled.add(key)
+
+    def flush_timers(self) -> None:
+        """One DELETE and one bulk insert for every timer the apply touched."""
+        keys = [*self._cancelled, *self._scheduled]
+        if not keys:
+            return
+        timers = self.dialect.qualify("crm_timers")
+        for i in range(0, len(keys), 900):
+            part = keys[i : i + 900]
+            test, as_list = self.dialect.any_of("key", len(part))
+            self.tx.execute(
+                _resolve(f"DELETE FROM {timers} WHERE projection = ? AND {test}", {}, self.dialect),
+                [self.owner, part] if as_list else [self.owner, *part],
+            )
+        self.tx.insert_many(
+            timers,
+            ("projection", "key", "due_at", "payload"),
+            [(self.owner, k, due, payload) for k, (due, payload) in self._scheduled.items()],
+            ["text", "text", "ts", "text"],
         )
+        self._scheduled.clear()
+        self._cancelled.clear()
+
+
+def column_types(ddl: str) -> dict[str, str]:
+    """`position {int} PRIMARY KEY, name {text}` -> {"position": "int", "name": "text"}."""
+    found = {}
+    for part in ddl.split(","):
+        words = part.split()
+        if len(words) >= 2 and words[1].startswith("{") and words[1].endswith("}"):
+            found[words[0]] = words[1][1:-1]
+    return found
 
 
 def _resolve(template: str, names: dict[str, str], dialect: Dialect) -> str:
@@ -154,4 +189,12 @@ class Projection:
 
     def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
         """Timers this projection scheduled whose due time the clock has passed."""
+        return None
+
+    def committed(self, generation: int, position: int) -> None:
+        """The transaction of the last `apply` committed at this checkpoint (cache hook)."""
+        return None
+
+    def forget_cache(self) -> None:
+        """The last `apply` rolled back, or rows changed elsewhere: drop any cached rows."""
         return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Literal
 
@@ -182,14 +183,37 @@ class Runner:
         self._load_checkpoints()
         wanted = [self._projection(n) for n in names] if names else list(self.projections.values())
         head = self.source.head()
+        with ThreadPoolExecutor(1, "crm-projector-read") as reader:
+            return self._catch_up(wanted, head, reader, progress, stop)
+
+    def _catch_up(
+        self,
+        wanted: list[Projection],
+        head: int,
+        reader: ThreadPoolExecutor,
+        progress: Callable[[int, int], None] | None,
+        stop: threading.Event | None,
+    ) -> int:
+        """The page loop. The next page is read on `reader` while this one is applied (the
+        read waits on the server, which frees the interpreter for the apply)."""
         applied = 0
+        ahead: tuple[int, Future[Sequence[Row]]] | None = None
         while stop is None or not stop.is_set():
             live = [p for p in wanted if self._checkpoints[p.name].state == "live"]
             behind = [p for p in live if self._checkpoints[p.name].position < head]
             if not behind:
                 return applied
             low = min(self._checkpoints[p.name].position for p in behind)
-            rows = self.source.read_rows(low, self.page, stop=head)
+            if ahead is not None and ahead[0] == low:
+                rows = ahead[1].result()
+            else:
+                rows = self.source.read_rows(low, self.page, stop=head)
+            ahead = None
+            if rows and rows[-1].position < head:
+                ahead = (
+                    rows[-1].position,
+                    reader.submit(self.source.read_rows, rows[-1].position, self.page, (), head),
+                )
             if not rows:
                 for p in behind:  # positions have gaps: nothing more up to the head
                     self._apply_page(p, [], head)
@@ -197,9 +221,14 @@ class Runner:
             end = rows[-1].position
             topics = set().union(*(p.handles for p in behind))
             items = self._decode([r for r in rows if r.topic in topics])
+            types = [i.type for i in items]
             for p in behind:
-                after = self._checkpoints[p.name].position
-                mine = [i for i in items if i.position > after and i.type in p.handles]
+                after, handles = self._checkpoints[p.name].position, p.handles
+                mine = [
+                    i
+                    for i, t in zip(items, types, strict=True)
+                    if t in handles and i.position > after
+                ]
                 applied += self._apply_page(p, mine, end)
             if progress is not None:
                 progress(end, head)
@@ -231,16 +260,21 @@ class Runner:
 
     def _commit_page(self, p: Projection, events: list[Envelope[Any]], end: int) -> None:
         cp = self._checkpoints[p.name]
-        with self.db.transaction() as tx:
-            self._check(tx, p.name, cp)
-            if events:
-                p.apply(
-                    Tables(tx, self.db.dialect, p.owner, cp.generation, p.tables),
-                    events,
-                    self.clock.now(),
-                )
-            self._advance(tx, p.name, end, len(events))
+        try:
+            with self.db.transaction() as tx:
+                self._check(tx, p.name, cp)
+                if events:
+                    t = Tables(
+                        tx, self.db.dialect, p.owner, cp.generation, p.tables, position=cp.position
+                    )
+                    p.apply(t, events, self.clock.now())
+                    t.flush_timers()
+                self._advance(tx, p.name, end, len(events))
+        except BaseException:
+            p.forget_cache()
+            raise
         cp.position = end
+        p.committed(cp.generation, end)
 
     def _isolate(self, p: Projection, items: list[Item], end: int) -> int:
         """The page failed: apply its events one by one, dead-lettering the poison ones."""
@@ -353,9 +387,12 @@ class Runner:
                     "DELETE FROM {crm_timers} WHERE projection = ? AND due_at <= ?",
                     (owner, now),
                 )
-                p.on_timers(
-                    Tables(tx, self.db.dialect, p.owner, cp.generation, p.tables), timers, now
+                t = Tables(
+                    tx, self.db.dialect, p.owner, cp.generation, p.tables, position=cp.position
                 )
+                p.forget_cache()  # rows change without the checkpoint moving
+                p.on_timers(t, timers, now)
+                t.flush_timers()
                 fired += len(timers)
         return fired
 
@@ -574,7 +611,8 @@ class _Shadow(Projection):
     """A projection filling a new generation of another's tables (rebuild)."""
 
     def __init__(self, inner: Projection, generation: int) -> None:
-        self.inner = inner
+        self.inner = type(inner)()  # its own instance: caches never cross generations
+        self.real_name = inner.name
         self.name = f"{inner.name}#rebuild"  # type: ignore[misc]
         self.handles = inner.handles  # type: ignore[misc]
         self.tables = inner.tables  # type: ignore[misc]
@@ -582,10 +620,16 @@ class _Shadow(Projection):
 
     @property
     def owner(self) -> str:
-        return self.inner.name
+        return self.real_name
 
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         self.inner.apply(t, events, now)
 
     def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
         self.inner.on_timers(t, timers, now)
+
+    def forget_cache(self) -> None:
+        self.inner.forget_cache()
+
+    def committed(self, generation: int, position: int) -> None:
+        self.inner.committed(generation, position)

@@ -99,7 +99,7 @@ class Timeline(Projection):
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         pending: list[tuple[object, ...]] = []
         for e in events:
-            if e.type in _TAGS:
+            if e.payload.__class__ in CHANNEL_OF:
                 if e.customer_id is None:
                     continue
                 direction, minutes, detail, summary = describe(e.payload)
