@@ -65,7 +65,7 @@ from infra.engine import Engine, open_engine
 from infra.history import HistoryConfig, history
 from infra.projector import open_runner
 from projections.catalogue import all_projections
-from projections.runner import SYSTEM_TABLES
+from projections.runner import PAGE, SYSTEM_TABLES
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 """Where the history ends: fixed, so a seed always gives the same log."""
@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--years", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--page", type=int, default=10_000, help="log rows read per page")
+    parser.add_argument("--page", type=int, default=PAGE, help="log rows read per page")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side")
     parser.add_argument("--profile", action="store_true", help="cProfile one more catch-up")
     args = parser.parse_args()

@@ -6,11 +6,11 @@ from infra.engine import Engine
 from infra.projection_db import projection_db
 from projections.catalogue import all_projections
 from projections.queries import Views
-from projections.runner import Policy, Runner
+from projections.runner import PAGE, Policy, Runner
 
 
 def open_runner(
-    engine: Engine, *, page: int = 10_000, policies: dict[str, Policy] | None = None
+    engine: Engine, *, page: int = PAGE, policies: dict[str, Policy] | None = None
 ) -> Runner:
     """A runner with its tables and checkpoint rows in place (nothing applied yet)."""
     runner = Runner(

@@ -31,6 +31,7 @@ from projections.projection import Projection, Tables, Timer, _resolve, physical
 log = structlog.get_logger("crm.projections")
 
 Policy = Literal["stop", "skip"]
+PAGE = 50_000  # events per page: fewer, larger transactions catch up faster (measured)
 SYSTEM_TABLES = {
     "crm_projections": (
         "name {text} PRIMARY KEY, version {int} NOT NULL, generation {int} NOT NULL, "
@@ -105,7 +106,7 @@ class Runner:
         projections: Sequence[Projection],
         clock: Clock,
         *,
-        page: int = 10_000,
+        page: int = PAGE,
         policies: dict[str, Policy] | None = None,
     ) -> None:
         self.db = db

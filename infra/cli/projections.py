@@ -18,7 +18,7 @@ from infra.cli.render import CustomerNotInViews, show_profile
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner, views
 from projections.errors import ProjectionError
-from projections.runner import Runner
+from projections.runner import PAGE, Runner
 
 console = Console()
 err_console = Console(stderr=True)
@@ -30,7 +30,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Run an engine role until sto
 
 
 @contextmanager
-def _runner(page: int = 10_000) -> Iterator[tuple[Engine, Runner]]:
+def _runner(page: int = PAGE) -> Iterator[tuple[Engine, Runner]]:
     with open_engine() as engine:
         runner = open_runner(engine, page=page)
         try:
@@ -114,7 +114,7 @@ def status(
 def run(
     names: list[str] = typer.Argument(None, help="Projections to run (default: all)."),
     fmt: Format = typer.Option(Format.table, "--format"),
-    page: int = typer.Option(10_000, min=1, help="Events read and applied per transaction."),
+    page: int = typer.Option(PAGE, min=1, help="Events read and applied per transaction."),
 ) -> None:
     """Catch up now (a stopped projection named here is resumed first), fire due timers."""
     with _runner(page) as (_, runner):
@@ -165,7 +165,7 @@ def show(
 @serve_app.command("projector")
 def serve_projector(
     poll: float = typer.Option(0.2, help="Longest wait between checks (seconds)."),
-    page: int = typer.Option(10_000, min=1, help="Events read and applied per transaction."),
+    page: int = typer.Option(PAGE, min=1, help="Events read and applied per transaction."),
 ) -> None:
     """Follow the log until SIGTERM or Ctrl-C: every page commits with its checkpoint, so
     stopping loses nothing; the current page is finished first."""
