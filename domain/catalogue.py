@@ -5,6 +5,14 @@ from domain.customers import events as customer_events
 from domain.events import EVENTS
 from domain.interactions import commands as interaction_commands
 from domain.interactions import events as interaction_events
+from domain.orders import commands as order_commands
+from domain.orders import events as order_events
+from domain.pipeline import commands as pipeline_commands
+from domain.pipeline import events as pipeline_events
+from domain.products import commands as product_commands
+from domain.products import events as product_events
+from domain.subscriptions import commands as subscription_commands
+from domain.subscriptions import events as subscription_events
 
 __all__ = [
     "EVENTS",
@@ -12,4 +20,12 @@ __all__ = [
     "customer_events",
     "interaction_commands",
     "interaction_events",
+    "order_commands",
+    "order_events",
+    "pipeline_commands",
+    "pipeline_events",
+    "product_commands",
+    "product_events",
+    "subscription_commands",
+    "subscription_events",
 ]
