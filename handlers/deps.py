@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from domain.commands import Command
+from domain.customers.decide import ensure_live
 from domain.customers.state import CustomerState
 from handlers.decision import CommandContext
 from handlers.ports import Clock, EventLog
@@ -15,6 +18,7 @@ from handlers.states import CustomerStates
 
 IDS = UUID("3c1f6f0e-5b7a-4d8e-9a61-2f0c8b4d7e25")
 _IDS_BYTES = IDS.bytes
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,19 @@ def business_time(command: Command, deps: Deps) -> datetime:
     if at is None:
         return deps.clock.now()
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def load_state(deps: Deps, stream_id: UUID, fold: Callable[[UUID, list[Any]], S]) -> S:
+    """Any aggregate's state: its stream folded by the domain's `fold(id, triples)`."""
+    events = deps.log.load(stream_id)
+    return fold(stream_id, [(e.version, e.occurred_at, e.payload) for e in events])
+
+
+def live_customer(deps: Deps, customer_id: UUID) -> CustomerState:
+    """The customer, or the registry's named error (not found, merged, forgotten)."""
+    state = load_customer(deps, customer_id)
+    ensure_live(state)
+    return state
 
 
 def load_customer(deps: Deps, customer_id: UUID) -> CustomerState:
