@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from projections.customer_profile import CustomerProfile
+from projections.orders_view import OrdersView
+from projections.pipeline_view import PipelineView
 from projections.projection import Projection
 from projections.timeline import Timeline
 
 
 def all_projections() -> list[Projection]:
-    return [CustomerProfile(), Timeline()]
+    return [CustomerProfile(), Timeline(), PipelineView(), OrdersView()]

@@ -295,7 +295,8 @@ class TestRunner:
         runner.resume("customer_profile")
         runner.catch_up()
         for s in runner.status():
-            assert (s.state, s.lag, s.dead_letters) == ("live", 0, 1)
+            poisoned = s.name in {"timeline", "customer_profile"}  # the others skip calls
+            assert (s.state, s.lag, s.dead_letters) == ("live", 0, int(poisoned))
         assert views(runner).profile(after) is not None
 
     def test_an_event_a_projection_cannot_apply_is_isolated_from_its_page(
