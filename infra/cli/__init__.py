@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from infra.cli import commands, projections
+from infra.cli import commands, projections, reports
 from infra.errors import InfraError
 from infra.logging import configure_logging
 
@@ -52,6 +52,8 @@ def demo(
 app.add_typer(projections.projections_app, name="projections")
 app.add_typer(projections.customer_app, name="customer")
 app.add_typer(projections.serve_app, name="serve")
+app.add_typer(reports.pipeline_app, name="pipeline")
+app.add_typer(reports.orders_app, name="orders")
 app.command()(commands.do)
 app.command("import")(commands.import_file)
 app.command()(commands.schema)

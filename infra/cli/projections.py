@@ -30,7 +30,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Run an engine role until sto
 
 
 @contextmanager
-def _runner(page: int = PAGE) -> Iterator[tuple[Engine, Runner]]:
+def open_projector(page: int = PAGE) -> Iterator[tuple[Engine, Runner]]:
     with open_engine() as engine:
         runner = open_runner(engine, page=page)
         try:
@@ -95,7 +95,7 @@ def status(
     dead_letters: bool = typer.Option(False, "--dead-letters", help="List the dead letters too."),
 ) -> None:
     """Position, lag (head minus position), state and dead letters of every projection."""
-    with _runner() as (_, runner):
+    with open_projector() as (_, runner):
         _show_status(runner, fmt)
         if dead_letters:
             emit(
@@ -117,7 +117,7 @@ def run(
     page: int = typer.Option(PAGE, min=1, help="Events read and applied per transaction."),
 ) -> None:
     """Catch up now (a stopped projection named here is resumed first), fire due timers."""
-    with _runner(page) as (_, runner):
+    with open_projector(page) as (_, runner):
         for name in names or []:
             runner.resume(name)
         with _progress("catch-up") as progress:
@@ -135,7 +135,7 @@ def run(
 @projections_app.command("rebuild")
 def rebuild(name: str = typer.Argument(..., help="The projection to rebuild.")) -> None:
     """Build a new generation of NAME's tables from the whole log, then swap it in at once."""
-    with _runner() as (_, runner), _progress(f"rebuild {name}") as progress:
+    with open_projector() as (_, runner), _progress(f"rebuild {name}") as progress:
         task = progress.add_task("rebuild", total=None)
         applied = runner.rebuild(
             name,
@@ -152,7 +152,7 @@ def show(
     catch_up: bool = typer.Option(True, help="Catch the views up first."),
 ) -> None:
     """A customer's profile, counts per channel and timeline (merged customers included)."""
-    with _runner() as (_, runner):
+    with open_projector() as (_, runner):
         if catch_up:
             runner.catch_up()
         try:
@@ -177,7 +177,7 @@ def serve_projector(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with _runner(page) as (_, runner):
+    with open_projector(page) as (_, runner):
         log.info("projector.started", projections=sorted(runner.projections))
         err_console.print("projector running (Ctrl-C or SIGTERM stops it)")
         runner.follow(stop, poll=poll)

@@ -1,0 +1,66 @@
+"""Charts of the reports (matplotlib, written to PNG files; no screen needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from projections.orders_view import OrdersReport
+from projections.pipeline_view import PipelineReport
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pipeline_chart(report: PipelineReport, path: Path) -> Path:
+    """Funnel of the deals that reached each stage with the conversion to the next, beside
+    the median and mean days per stage."""
+    fig, (funnel, days) = plt.subplots(1, 2, figsize=(11, 4.5))
+    steps = [c.from_stage for c in report.conversion] + ["won"]
+    reached = [c.reached for c in report.conversion]
+    reached.append(report.conversion[-1].converted if report.conversion else 0)
+    bars = funnel.barh(steps[::-1], reached[::-1], color="#4C72B0")
+    for bar, conv in zip(bars[::-1][:-1], report.conversion, strict=False):
+        rate = "" if conv.rate is None else f"  → {conv.rate:.0%}"
+        funnel.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, rate, va="center")
+    funnel.set_title(
+        f"{report.pipeline}: deals reaching each stage (as of {report.as_of:%Y-%m-%d})"
+    )
+    funnel.set_xlabel("deals")
+    names = [d.stage for d in report.days]
+    x = range(len(names))
+    days.bar([i - 0.2 for i in x], [d.median_days or 0 for d in report.days], 0.4, label="median")
+    days.bar([i + 0.2 for i in x], [d.mean_days or 0 for d in report.days], 0.4, label="mean")
+    days.set_xticks(list(x), names)
+    days.set_ylabel("days in stage")
+    days.set_title("days per stage")
+    days.legend()
+    return _save(fig, path)
+
+
+def spend_chart(report: OrdersReport, spends: Sequence[float], path: Path) -> Path:
+    """Distribution of net spend per customer, with the payment mix."""
+    fig, (hist, mix) = plt.subplots(1, 2, figsize=(11, 4.5))
+    hist.hist(spends, bins=30, color="#55A868")
+    currency = report.totals[0].currency if report.totals else ""
+    hist.set_title(f"net spend per customer (as of {report.as_of:%Y-%m-%d})")
+    hist.set_xlabel(f"net spend, {currency}")
+    hist.set_ylabel("customers")
+    mix.pie(
+        [p.orders for p in report.payment_mix],
+        labels=[p.method for p in report.payment_mix],
+        autopct="%1.0f%%",
+    )
+    mix.set_title("payment mix (orders)")
+    return _save(fig, path)

@@ -1,0 +1,209 @@
+"""`crm pipeline report`, `crm orders report`: as of any date, as tables, JSON or CSV, and charts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+import typer
+from rich.console import Console
+
+from infra.cli.output import Format, emit
+from infra.cli.projections import open_projector
+from projections.orders_view import customer_orders, orders_report
+from projections.pipeline_view import pipeline_report
+
+console = Console()
+err_console = Console(stderr=True)
+
+pipeline_app = typer.Typer(no_args_is_help=True, help="The sales pipeline.")
+orders_app = typer.Typer(no_args_is_help=True, help="Orders, invoices, returns.")
+
+AS_OF = typer.Option(
+    None, "--as-of", help="Business time, e.g. 2026-03-31 or 2026-03-31T18:00:00Z."
+)
+FORMAT = typer.Option(Format.table, "--format")
+CHART = typer.Option(None, "--chart", help="Write a chart to this PNG file.")
+
+
+def parse_as_of(raw: str | None) -> datetime | None:
+    """A date means the end of that day (UTC); a time without zone is UTC."""
+    if raw is None:
+        return None
+    text = raw.strip().replace("Z", "+00:00")
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, tzinfo=UTC)
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{raw!r} is not an ISO date or time", param_hint="--as-of"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@pipeline_app.command("report")
+def pipeline(
+    name: str = typer.Option("sales", "--pipeline", help="Which pipeline."),
+    as_of: str | None = AS_OF,
+    fmt: Format = FORMAT,
+    chart: Path | None = CHART,
+) -> None:
+    """Open amounts per stage and owner, weighted forecast, conversion, days per stage, win
+    rates by source, owner and month, losses per competitor."""
+    at = parse_as_of(as_of)
+    with open_projector() as (engine, runner):
+        runner.catch_up()
+        r = pipeline_report(runner.db, now=engine.clock.now(), pipeline=name, as_of=at)
+    cur = r.currency or ""
+    if fmt is Format.table:
+        console.print(
+            f"[bold]{r.pipeline}[/bold] as of {r.as_of:%Y-%m-%d %H:%M}: {r.open_deals} open "
+            f"deals, {r.open_amount} {cur} open, weighted forecast {r.weighted_forecast} {cur}"
+        )
+    emit(
+        console,
+        "open by stage",
+        ("stage", "probability", "deals", "amount", "weighted"),
+        [(s.stage, s.probability, s.deals, s.amount, s.weighted) for s in r.by_stage],
+        fmt,
+    )
+    emit(
+        console,
+        "open by owner",
+        ("owner", "deals", "amount", "weighted"),
+        [(o.owner, o.deals, o.amount, o.weighted) for o in r.by_owner],
+        fmt,
+    )
+    emit(
+        console,
+        "conversion",
+        ("from", "to", "reached", "converted", "rate"),
+        [(c.from_stage, c.to_stage, c.reached, c.converted, _pct(c.rate)) for c in r.conversion],
+        fmt,
+    )
+    emit(
+        console,
+        "days per stage",
+        ("stage", "stays", "median", "mean"),
+        [(d.stage, d.stays, d.median_days, d.mean_days) for d in r.days],
+        fmt,
+    )
+    for title, rows in (
+        ("win rate by source", r.win_rate_by_source),
+        ("win rate by owner", r.win_rate_by_owner),
+        ("win rate by month closed", r.win_rate_by_month),
+    ):
+        emit(
+            console,
+            title,
+            ("key", "won", "lost", "rate"),
+            [(w.key, w.won, w.lost, _pct(w.rate)) for w in rows],
+            fmt,
+        )
+    emit(
+        console,
+        "losses per competitor",
+        ("competitor", "deals", "amount"),
+        [(x.competitor, x.deals, x.amount) for x in r.losses],
+        fmt,
+    )
+    if chart is not None:
+        from infra.charts import pipeline_chart
+
+        err_console.print(f"chart: {pipeline_chart(r, chart)}")
+
+
+@orders_app.command("report")
+def orders(
+    customer: UUID | None = typer.Option(None, "--customer", help="One customer's order history."),
+    as_of: str | None = AS_OF,
+    top: int = typer.Option(10, help="How many customers in the top list."),
+    fmt: Format = FORMAT,
+    chart: Path | None = CHART,
+) -> None:
+    """Spend net of returns, order count, average order value, payment mix, overdue
+    invoices, return rate per product, top customers (or one customer's history)."""
+    at = parse_as_of(as_of)
+    with open_projector() as (engine, runner):
+        runner.catch_up()
+        runner.fire_timers()
+        now = engine.clock.now()
+        if customer is not None:
+            rows = customer_orders(runner.db, customer, now=now, as_of=at)
+            emit(
+                console,
+                f"orders of {customer}",
+                ("placed_at", "order_id", "status", "total", "net", "payment", "paid", "overdue"),
+                [
+                    (
+                        o.placed_at,
+                        o.order_id,
+                        o.status,
+                        o.total,
+                        o.net,
+                        o.payment_method,
+                        o.paid,
+                        o.overdue,
+                    )
+                    for o in rows
+                ],
+                fmt,
+            )
+            return
+        r = orders_report(runner.db, now=now, as_of=at, top=1_000_000)
+    emit(
+        console,
+        f"orders as of {r.as_of:%Y-%m-%d %H:%M}",
+        ("currency", "orders", "customers", "gross", "refunds", "net", "average_order_value"),
+        [
+            (t.currency, t.orders, t.customers, t.gross, t.refunds, t.net, t.average_order_value)
+            for t in r.totals
+        ],
+        fmt,
+    )
+    emit(
+        console,
+        "payment mix",
+        ("method", "orders", "share"),
+        [(p.method, p.orders, _pct(p.share)) for p in r.payment_mix],
+        fmt,
+    )
+    emit(
+        console,
+        "overdue invoices",
+        ("due_date", "order_id", "customer_id", "number", "outstanding", "currency"),
+        [
+            (o.due_date, o.order_id, o.customer_id, o.number, o.outstanding, o.currency)
+            for o in r.overdue
+        ],
+        fmt,
+    )
+    emit(
+        console,
+        "returns per product",
+        ("sku", "sold", "returned", "rate"),
+        [(x.sku, x.sold, x.returned, _pct(x.rate)) for x in r.returns],
+        fmt,
+    )
+    emit(
+        console,
+        "top customers (net spend)",
+        ("customer_id", "orders", "net", "currency", "last_order_at"),
+        [
+            (c.customer_id, c.orders, c.net, c.currency, c.last_order_at)
+            for c in r.top_customers[:top]
+        ],
+        fmt,
+    )
+    if chart is not None:
+        from infra.charts import spend_chart
+
+        err_console.print(
+            f"chart: {spend_chart(r, [float(c.net) for c in r.top_customers], chart)}"
+        )
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{x:.1%}"
