@@ -217,14 +217,18 @@ class Runner:
                 )
             if not rows:
                 for p in behind:  # positions have gaps: nothing more up to the head
-                    self._apply_page(p, [], head)
+                    if self._checkpoints[p.name].position < head:
+                        self._apply_page(p, [], head)
                 return applied
             end = rows[-1].position
             topics = set().union(*(p.handles for p in behind))
             items = self._decode([r for r in rows if r.topic in topics])
             types = [i.type for i in items]
             for p in behind:
-                after, handles = self._checkpoints[p.name].position, p.handles
+                cp = self._checkpoints[p.name]
+                if cp.state != "live" or cp.position >= end:
+                    continue  # another runner took it past this page meanwhile (reloaded)
+                after, handles = cp.position, p.handles
                 mine = [
                     i
                     for i, t in zip(items, types, strict=True)
@@ -261,6 +265,8 @@ class Runner:
 
     def _commit_page(self, p: Projection, events: list[Envelope[Any]], end: int) -> None:
         cp = self._checkpoints[p.name]
+        if end <= cp.position and not events:
+            return  # a checkpoint never moves back
         try:
             with self.db.transaction() as tx:
                 self._check(tx, p.name, cp)

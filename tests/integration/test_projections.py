@@ -348,8 +348,9 @@ class TestRunner:
 
     def test_two_runners_at_once_apply_each_event_once(self, engine: Engine) -> None:
         script = Script(engine, seed=11, customers=6, interactions=80)
-        first, second = open_runner(engine, page=5), open_runner(engine, page=7)
-        threads = [threading.Thread(target=r.catch_up) for r in (first, second)]
+        first = open_runner(engine, page=5)
+        runners = [first, open_runner(engine, page=7), open_runner(engine, page=3)]
+        threads = [threading.Thread(target=r.catch_up) for r in runners]
         for t in threads:
             t.start()
         for t in threads:
