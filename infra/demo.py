@@ -25,6 +25,8 @@ from infra.engine import Engine, open_engine
 from infra.history import HistoryConfig, history, population
 from infra.projector import open_runner, views
 from projections.customer_profile import CHANNELS
+from projections.orders_view import orders_report
+from projections.pipeline_view import pipeline_report
 from projections.runner import Runner
 
 DEMO_DIR = Path("demo-out")
@@ -85,6 +87,7 @@ def run_demo(
             _project(console, runner)
             shown = _interesting_customer(runner)
             show_profile(console, views(runner), shown, limit=10)
+            show_reports(console, runner, config.now, DEMO_DIR)
         show_forgotten(console, engine, forgotten)
         return DemoResult(
             customers,
@@ -118,6 +121,37 @@ def _project(console: Console, runner: Runner) -> None:
             f"  {s.name}: position {s.position:,} of {s.head:,}, {s.handled:,} events applied, "
             f"{s.dead_letters} dead letters"
         )
+
+
+def show_reports(console: Console, runner: Runner, now: datetime, out: Path) -> None:
+    """The commerce reports in brief, and their charts written into `out`."""
+    from infra.charts import pipeline_chart, spend_chart
+
+    orders = orders_report(runner.db, now=now, top=1_000_000)
+    if orders.totals:
+        t = orders.totals[0]
+        mix = ", ".join(f"{p.method} {p.share:.0%}" for p in orders.payment_mix)
+        worst = ", ".join(f"{r.sku} {r.rate:.0%}" for r in orders.returns[:3])
+        console.print(
+            f"\n[bold]orders[/bold]: {t.orders:,} orders by {t.customers:,} customers, net "
+            f"{t.net:,} {t.currency} after {t.refunds:,} refunded, average {t.average_order_value} "
+            f"{t.currency}; payment mix {mix}; {len(orders.overdue)} invoices overdue; most "
+            f"returned: {worst}"
+        )
+        spend_chart(orders, [float(c.net) for c in orders.top_customers], out / "orders-spend.png")
+    pipeline = pipeline_report(runner.db, now=now)
+    if pipeline.conversion:
+        funnel = " -> ".join(
+            f"{c.from_stage} {c.reached}" + (f" ({c.rate:.0%})" if c.rate is not None else "")
+            for c in pipeline.conversion
+        )
+        console.print(
+            f"[bold]pipeline[/bold] {pipeline.pipeline}: {pipeline.open_deals} open deals worth "
+            f"{pipeline.open_amount:,} {pipeline.currency}, weighted forecast "
+            f"{pipeline.weighted_forecast:,}; funnel {funnel} -> won"
+        )
+        pipeline_chart(pipeline, out / "pipeline-funnel.png")
+    console.print(f"charts: {out}/*.png")
 
 
 def _interesting_customer(runner: Runner) -> uuid.UUID:
