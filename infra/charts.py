@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 from projections.orders_view import OrdersReport
 from projections.pipeline_view import PipelineReport
+from projections.retention import RetentionReport
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -63,4 +64,22 @@ def spend_chart(report: OrdersReport, spends: Sequence[float], path: Path) -> Pa
         autopct="%1.0f%%",
     )
     mix.set_title("payment mix (orders)")
+    return _save(fig, path)
+
+
+def cohort_chart(report: RetentionReport, path: Path) -> Path:
+    """Cohort retention heat map: a row per first-order month, a column per month after it."""
+    cohorts = report.cohorts
+    width = max((len(c.shares) for c in cohorts), default=1)
+    grid = [[*c.shares, *([float("nan")] * (width - len(c.shares)))] for c in cohorts]
+    fig, ax = plt.subplots(figsize=(min(2 + width * 0.55, 16), 1.5 + len(cohorts) * 0.32))
+    image = ax.imshow(grid, cmap="YlGnBu", vmin=0, vmax=1, aspect="auto")
+    for i, c in enumerate(cohorts):
+        for k, share in enumerate(c.shares):
+            ax.text(k, i, f"{share:.0%}", ha="center", va="center", fontsize=7)
+    ax.set_yticks(range(len(cohorts)), [f"{c.month} ({c.customers})" for c in cohorts])
+    ax.set_xticks(range(width))
+    ax.set_xlabel("months after the first order")
+    ax.set_title(f"Cohort retention as of {report.as_of:%Y-%m-%d}")
+    fig.colorbar(image, ax=ax, format=lambda x, _: f"{x:.0%}")
     return _save(fig, path)

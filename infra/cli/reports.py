@@ -13,6 +13,7 @@ from infra.cli.output import Format, emit
 from infra.cli.projections import open_projector
 from projections.orders_view import customer_orders, orders_report
 from projections.pipeline_view import pipeline_report
+from projections.retention import retention_report
 
 console = Console()
 err_console = Console(stderr=True)
@@ -207,3 +208,101 @@ def orders(
 
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{x:.1%}"
+
+
+retention_app = typer.Typer(
+    no_args_is_help=True, help="Acquisition, cohorts, churn, lifetime value."
+)
+
+
+@retention_app.command("report")
+def retention(  # noqa: PLR0917  (typer options)
+    as_of: str | None = AS_OF,
+    inactive_days: int = typer.Option(180, help="No order for this long: churned."),
+    at_risk_days: int = typer.Option(90, help="No order for this long: at risk."),
+    top: int = typer.Option(10, help="How many customers in the lists."),
+    fmt: Format = FORMAT,
+    chart: Path | None = CHART,
+) -> None:
+    """Acquisition per source and first channel, cohorts by first-order month, repeat rate,
+    customers at risk, churned and won back, customer lifetime value."""
+    at = parse_as_of(as_of)
+    with open_projector() as (engine, runner):
+        runner.catch_up()
+        r = retention_report(
+            runner.db,
+            now=engine.clock.now(),
+            as_of=at,
+            inactive_days=inactive_days,
+            at_risk_days=at_risk_days,
+        )
+    if fmt is Format.table:
+        console.print(
+            f"[bold]retention[/bold] as of {r.as_of:%Y-%m-%d}: churned after {r.inactive_days} "
+            f"days without an order, at risk after {r.at_risk_days}; repeat buyers "
+            f"{r.repeat.repeat_buyers}/{r.repeat.buyers} = {r.repeat.rate:.1%}; "
+            f"{len(r.at_risk)} at risk, {len(r.churned)} churned, {r.won_back_count} won back"
+        )
+    for title, rows in (
+        ("acquired per source", r.acquisition_by_source),
+        ("acquired per first channel", r.acquisition_by_channel),
+    ):
+        emit(
+            console,
+            title,
+            ("month", "key", "customers"),
+            [(a.month, a.key, a.customers) for a in rows],
+            fmt,
+        )
+    emit(
+        console,
+        "cohorts (share ordering again k months after the first order)",
+        ("month", "customers", *(f"m{k}" for k in range(7))),
+        [
+            (
+                c.month,
+                c.customers,
+                *(_pct(x) for x in c.shares[:7]),
+                *([""] * (7 - len(c.shares[:7]))),
+            )
+            for c in r.cohorts
+        ],
+        fmt,
+    )
+    for title, inactive in (("at risk", r.at_risk), ("churned", r.churned)):
+        emit(
+            console,
+            f"{title} (oldest first)",
+            ("customer_id", "last_order_at", "days_since"),
+            [(x.customer_id, x.last_order_at, x.days_since) for x in inactive[:top]],
+            fmt,
+        )
+    emit(
+        console,
+        "won back",
+        ("customer_id", "times", "churned_at", "won_back_at"),
+        [(w.customer_id, w.times, w.churned_at, w.won_back_at) for w in r.won_back[:top]],
+        fmt,
+    )
+    best = sorted(r.customer_value, key=lambda v: -v.clv)[:top]
+    emit(
+        console,
+        "customer lifetime value (top)",
+        ("customer_id", "orders", "order_net", "subscriptions", "clv", "currency"),
+        [
+            (v.customer_id, v.orders, v.order_net, v.subscription_revenue, v.clv, v.currency)
+            for v in best
+        ],
+        fmt,
+    )
+    emit(
+        console,
+        "lifetime value per source",
+        ("source", "customers", "total", "average", "currency"),
+        [(g.key, g.customers, g.total, g.average, g.currency) for g in r.value_by_source],
+        fmt,
+    )
+    if chart is not None:
+        from infra.charts import cohort_chart
+
+        err_console.print(f"chart: {cohort_chart(r, chart)}")

@@ -42,5 +42,9 @@ def test_reports_as_json_and_charts_as_of_a_date(tmp_path: Path) -> None:
     spend = tmp_path / "spend.png"
     assert crm(url, "orders", "report", "--chart", str(spend)).returncode == 0
     assert spend.stat().st_size > 10_000
+    heat = tmp_path / "cohorts.png"
+    out = crm(url, "retention", "report", "--chart", str(heat), "--as-of", cut)
+    assert out.returncode == 0, out.stderr
+    assert "repeat buyers" in out.stdout and heat.stat().st_size > 10_000
     bad = crm(url, "orders", "report", "--as-of", "last tuesday")
     assert bad.returncode == 2 and "--as-of" in bad.stderr
