@@ -32,6 +32,8 @@ from domain.commands import Command
 from domain.customers.contacts import normalise_contact
 from domain.envelope import Envelope
 from domain.errors import DomainError
+from domain.pipeline.state import pipeline_stream_id
+from domain.products.state import product_stream_id
 from handlers.bus import CommandBus
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps
@@ -53,6 +55,9 @@ REFERENCE_FIELDS = (
     "survivor_id",
     "merged_id",
     "interaction_id",
+    "order_id",
+    "deal_id",
+    "subscription_id",
 )
 CONTACT_KINDS = ("email", "phone")
 
@@ -118,8 +123,21 @@ def _shape(
 
 
 def references_of(command: Command) -> list[UUID]:
-    """The streams a command names (customers, organisations, interactions)."""
-    return [r for r in _shape(type(command))[0](command) if r is not None]
+    """The streams a command names: customers, interactions, orders, deals, subscriptions by
+    id; products by sku (also of its items and plan), a pipeline by name."""
+    refs = [r for r in _shape(type(command))[0](command) if r is not None]
+    for sku in _skus(command):
+        refs.append(product_stream_id(sku))
+    pipeline = getattr(command, "pipeline", None)
+    if isinstance(pipeline, str):
+        refs.append(pipeline_stream_id(pipeline))
+    return refs
+
+
+def _skus(command: Command) -> list[str]:
+    found = [s for f in ("sku", "plan") if isinstance(s := getattr(command, f, None), str)]
+    found.extend(i.sku for i in getattr(command, "items", None) or () if hasattr(i, "sku"))
+    return found
 
 
 def contacts_of(command: Command) -> list[tuple[str, str]]:
@@ -136,10 +154,11 @@ def contacts_of(command: Command) -> list[tuple[str, str]]:
 class _Overlay:
     """The event log as a batch sees it.
 
-    For each stream it was given, it holds the events after `base[stream]` (the version of the
-    state the importer already has; 0 for a stream read whole) plus what the batch decided so
-    far; anything else it asks the log for. Contact owners looked up in advance, and the ones
-    the batch claimed or released, are answered without a query.
+    For each stream it holds, it has the events after `base[stream]` (the version of the state
+    the importer already has; 0 for a stream held whole) plus what the batch decided so far.
+    A stream it does not hold yet is read from the log once (whole), with the events of the
+    batch still being appended (`flying`) on top, and held from then on. Contact owners looked
+    up in advance, and the ones the batch claimed or released, are answered without a query.
     """
 
     def __init__(
@@ -148,17 +167,32 @@ class _Overlay:
         newer: dict[UUID, list[Envelope]],
         base: dict[UUID, int],
         owners: dict[tuple[str, str], UUID | None],
+        flying: dict[UUID, list[Envelope]],
     ) -> None:
         self._log = log
         self._streams = newer
         self._base = base
         self._owners = owners
+        self._flying = flying
         self.claimed: dict[tuple[str, str], UUID | None] = {}  # what the batch claimed/released
 
+    def _hold(self, stream_ids: Iterable[UUID]) -> None:
+        """Read the streams not held yet, in one query, and hold them whole."""
+        missing = [i for i in dict.fromkeys(stream_ids) if i not in self._streams]
+        if not missing:
+            return
+        found = self._log.load_many(missing)
+        for stream_id in missing:
+            events = list(found.get(stream_id, ()))
+            head = events[-1].version if events else 0
+            events.extend(e for e in self._flying.get(stream_id, ()) if e.version > head)
+            self._streams[stream_id] = events
+            self._base[stream_id] = 0
+
     def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[Envelope]:
-        known = self._streams.get(stream_id)
-        if known is None:
-            return self._log.read_stream(stream_id, after_version)
+        if stream_id not in self._streams:
+            self._hold([stream_id])
+        known = self._streams[stream_id]
         base = self._base.get(stream_id, 0)
         if after_version >= base:
             return known[after_version - base :]
@@ -168,6 +202,11 @@ class _Overlay:
     def load(self, stream_id: UUID) -> list[Envelope]:
         return self.read_stream(stream_id, 0)
 
+    def load_many(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[Envelope]]:
+        ids = list(stream_ids)
+        self._hold(ids)
+        return {i: self.read_stream(i, 0) for i in ids}
+
     def contact_owner(self, kind: str, value: str) -> UUID | None:
         key = (kind, normalise_contact(kind, value))
         if key in self._owners:
@@ -176,7 +215,15 @@ class _Overlay:
 
     def accept(self, decision: Decision) -> None:
         for e in decision.events:
-            self._streams.setdefault(e.stream_id, []).append(e)
+            known = self._streams.get(e.stream_id)
+            if known is None:
+                if e.version == 1:  # a new stream (else the append would conflict)
+                    known = self._streams[e.stream_id] = []
+                    self._base[e.stream_id] = 0
+                else:
+                    self._hold([e.stream_id])
+                    known = self._streams[e.stream_id]
+            known.append(e)
         for c in decision.claims:
             key = (c.kind, normalise_contact(c.kind, c.value))
             self._owners[key] = self.claimed[key] = c.customer_id
@@ -291,20 +338,18 @@ class Importer:
         for (k, v), owner in self.log.contact_owners(contacts).items():
             owners[(k, normalise_contact(k, v))] = owner
         newer = self.log.load_newer(base)
+        pending: dict[UUID, list[Envelope]] = {}
         if flying is not None:
-            pending: dict[UUID, list[Envelope]] = {}
             for _, decision in flying.items:
                 for e in decision.events:
-                    if e.stream_id in newer:
-                        pending.setdefault(e.stream_id, []).append(e)
-            for stream_id, events in pending.items():
-                known = newer[stream_id]
+                    pending.setdefault(e.stream_id, []).append(e)
+            for stream_id, known in newer.items():
                 head = known[-1].version if known else base[stream_id]
-                known.extend(e for e in events if e.version > head)
+                known.extend(e for e in pending.get(stream_id, ()) if e.version > head)
             for (k, v), owner in flying.owners.items():
                 if (k, v) in owners:
                     owners[(k, v)] = owner
-        return _Overlay(self.log, newer, base, owners)
+        return _Overlay(self.log, newer, base, owners, pending)
 
     def _decide(self, todo: Sequence[_Parsed], flying: _Decided | None = None) -> _Decided:
         overlay = self._overlay(todo, flying)

@@ -73,7 +73,8 @@ def history(config: HistoryConfig) -> Iterator[bytes]:
 
 
 def _timed_lines(config: HistoryConfig) -> list[tuple[float, bytes]]:
-    """(business time, line) for every line, in the order drawn (customer by customer)."""
+    """(business time, line) for every line, in the order drawn: customer by customer, then
+    the commerce (catalogue, deals, orders, subscriptions; `infra.history.commerce`)."""
     people = m.population(config)
     by_id = {c.customer_id: c for c in people}
     out: list[tuple[float, bytes]] = []
@@ -82,6 +83,9 @@ def _timed_lines(config: HistoryConfig) -> list[tuple[float, bytes]]:
         writer = _Writer(c, config, out, by_id)
         writer.registry()
         writer.interactions(calendar)
+    from infra.history import commerce  # it builds on this module's helpers
+
+    out += commerce.timed_lines(config, people, calendar)
     return out
 
 
