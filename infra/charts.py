@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from projections.demand import DemandReport
 from projections.orders_view import OrdersReport
 from projections.pipeline_view import PipelineReport
 from projections.retention import RetentionReport
@@ -82,4 +83,43 @@ def cohort_chart(report: RetentionReport, path: Path) -> Path:
     ax.set_xlabel("months after the first order")
     ax.set_title(f"Cohort retention as of {report.as_of:%Y-%m-%d}")
     fig.colorbar(image, ax=ax, format=lambda x, _: f"{x:.0%}")
+    return _save(fig, path)
+
+
+def demand_chart(report: DemandReport, path: Path) -> Path:
+    """Units per period with the backtest and the forecast band; units per segment."""
+    fig, (total, segments) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    done = [p for p in report.periods if p.complete]
+    total.plot([p.period for p in done], [p.units for p in done], color="#4C72B0", label="units")
+    f = report.forecast
+    bt = f.backtest
+    if bt is not None and bt.starts:
+        total.plot(bt.starts, bt.predicted, "--", color="#DD8452", label=f"backtest {bt.model}")
+        if bt.baseline_predicted:
+            total.plot(bt.starts, bt.baseline_predicted, ":", color="#8C8C8C", label=bt.baseline)
+    if f.starts:
+        total.plot(f.starts, f.values, color="#DD8452", label=f"forecast ({f.model})")
+        total.fill_between(f.starts, f.lower, f.upper, color="#DD8452", alpha=0.2)
+    title = f"units per {report.period}"
+    if bt is not None and bt.mape is not None and bt.baseline_mape is not None:
+        title += f"; backtest MAPE {bt.mape:.1f}% vs seasonal-naive {bt.baseline_mape:.1f}%"
+    total.set_title(title)
+    total.legend(loc="upper left")
+    by: dict[str, dict[object, int]] = {}
+    for s in report.segments:
+        by.setdefault(s.segment, {})[s.period] = by.get(s.segment, {}).get(s.period, 0) + s.units
+    periods = [p.period for p in done]
+    bottom = [0] * len(periods)
+    for segment, units in sorted(by.items()):
+        values = [units.get(p, 0) for p in periods]
+        segments.bar(
+            periods,
+            values,
+            bottom=bottom,
+            label=segment,
+            width=5 if report.period == "week" else 25,
+        )
+        bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+    segments.set_title("units per price segment")
+    segments.legend(loc="upper left")
     return _save(fig, path)

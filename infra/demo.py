@@ -25,8 +25,10 @@ from infra.engine import Engine, open_engine
 from infra.history import HistoryConfig, history, population
 from infra.projector import open_runner, views
 from projections.customer_profile import CHANNELS
+from projections.demand import demand_report
 from projections.orders_view import orders_report
 from projections.pipeline_view import pipeline_report
+from projections.retention import retention_report
 from projections.runner import Runner
 
 DEMO_DIR = Path("demo-out")
@@ -125,7 +127,7 @@ def _project(console: Console, runner: Runner) -> None:
 
 def show_reports(console: Console, runner: Runner, now: datetime, out: Path) -> None:
     """The commerce reports in brief, and their charts written into `out`."""
-    from infra.charts import pipeline_chart, spend_chart
+    from infra.charts import cohort_chart, demand_chart, pipeline_chart, spend_chart
 
     orders = orders_report(runner.db, now=now, top=1_000_000)
     if orders.totals:
@@ -151,6 +153,30 @@ def show_reports(console: Console, runner: Runner, now: datetime, out: Path) -> 
             f"{pipeline.weighted_forecast:,}; funnel {funnel} -> won"
         )
         pipeline_chart(pipeline, out / "pipeline-funnel.png")
+    demand = demand_report(runner.db, period="week", horizon=8)
+    f, bt = demand.forecast, demand.forecast.backtest
+    if f.starts:
+        ahead = ", ".join(
+            f"{s:%m-%d} {v:,.0f}" for s, v in zip(f.starts[:4], f.values, strict=False)
+        )
+        check = (
+            f"; backtest MAPE {bt.mape:.1f}% vs seasonal-naive {bt.baseline_mape:.1f}%"
+            if bt is not None and bt.mape is not None and bt.baseline_mape is not None
+            else ""
+        )
+        console.print(
+            f"[bold]demand[/bold]: units per week forecast ({f.model}) {ahead}, ...{check}"
+        )
+        demand_chart(demand, out / "demand-forecast.png")
+    retention = retention_report(runner.db, now=now)
+    r = retention.repeat
+    console.print(
+        f"[bold]retention[/bold]: repeat buyers {r.repeat_buyers:,}/{r.buyers:,} ({r.rate:.0%}), "
+        f"{len(retention.at_risk):,} at risk, {len(retention.churned):,} churned, "
+        f"{retention.won_back_count:,} won back; lifetime value per source: "
+        + ", ".join(f"{g.key} {g.average:,.0f} {g.currency}" for g in retention.value_by_source[:4])
+    )
+    cohort_chart(retention, out / "retention-cohorts.png")
     console.print(f"charts: {out}/*.png")
 
 

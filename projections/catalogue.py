@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.customer_profile import CustomerProfile
+from projections.demand import Demand
 from projections.orders_view import OrdersView
 from projections.pipeline_view import PipelineView
 from projections.projection import Projection
@@ -11,4 +12,4 @@ from projections.timeline import Timeline
 
 
 def all_projections() -> list[Projection]:
-    return [CustomerProfile(), Timeline(), PipelineView(), OrdersView(), Retention()]
+    return [CustomerProfile(), Timeline(), PipelineView(), OrdersView(), Demand(), Retention()]

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from infra.cli.output import Format, emit
 from infra.cli.projections import open_projector
+from projections.demand import demand_report
 from projections.orders_view import customer_orders, orders_report
 from projections.pipeline_view import pipeline_report
 from projections.retention import retention_report
@@ -216,7 +217,7 @@ retention_app = typer.Typer(
 
 
 @retention_app.command("report")
-def retention(  # noqa: PLR0917  (typer options)
+def retention(
     as_of: str | None = AS_OF,
     inactive_days: int = typer.Option(180, help="No order for this long: churned."),
     at_risk_days: int = typer.Option(90, help="No order for this long: at risk."),
@@ -306,3 +307,83 @@ def retention(  # noqa: PLR0917  (typer options)
         from infra.charts import cohort_chart
 
         err_console.print(f"chart: {cohort_chart(r, chart)}")
+
+
+demand_app = typer.Typer(
+    no_args_is_help=True, help="Demand per product and price segment, forecast."
+)
+
+
+@demand_app.command("report")
+def demand(
+    period: str = typer.Option("week", help="week or month"),
+    as_of: str | None = AS_OF,
+    horizon: int = typer.Option(8, min=1, help="Periods to forecast (and to backtest)."),
+    last: int = typer.Option(12, help="How many periods to list."),
+    fmt: Format = FORMAT,
+    chart: Path | None = CHART,
+) -> None:
+    """Units and revenue per period, product and price segment, with a seasonal forecast of
+    the next periods and its backtest beside a seasonal-naive baseline."""
+    if period not in {"week", "month"}:
+        raise typer.BadParameter("week or month", param_hint="--period")
+    at = parse_as_of(as_of)
+    with open_projector() as (_, runner):
+        runner.catch_up()
+        r = demand_report(runner.db, period=period, as_of=at, horizon=horizon)  # type: ignore[arg-type]
+    shown = r.periods[-last:]
+    emit(
+        console,
+        f"demand per {period}",
+        ("period", "complete", "units", "revenue"),
+        [
+            (p.period, p.complete, p.units, ", ".join(f"{v} {c}" for c, v in p.revenue.items()))
+            for p in shown
+        ],
+        fmt,
+    )
+    since = shown[0].period if shown else None
+    segments = [s for s in r.segments if since is None or s.period >= since]
+    emit(
+        console,
+        "units per price segment",
+        ("period", "segment", "units", "revenue", "currency"),
+        [(s.period, s.segment, s.units, s.revenue, s.currency) for s in segments],
+        fmt,
+    )
+    top: dict[str, int] = {}
+    for p in r.products:
+        if since is None or p.period >= since:
+            top[p.sku] = top.get(p.sku, 0) + p.units
+    emit(
+        console,
+        "top products (units, listed periods)",
+        ("sku", "units"),
+        sorted(top.items(), key=lambda x: -x[1])[:10],
+        fmt,
+    )
+    f = r.forecast
+    emit(
+        console,
+        f"forecast ({f.model}, {f.level:.0%} band)",
+        ("period", "units", "lower", "upper"),
+        [
+            (s, round(v), round(lo), round(hi))
+            for s, v, lo, hi in zip(f.starts, f.values, f.lower, f.upper, strict=True)
+        ],
+        fmt,
+    )
+    bt = f.backtest
+    if bt is not None and fmt is Format.table:
+        console.print(
+            f"backtest over the last {bt.horizon} {period}s (refit without them): {bt.model} MAPE "
+            f"{_num(bt.mape)}% vs {bt.baseline} {_num(bt.baseline_mape)}%"
+        )
+    if chart is not None:
+        from infra.charts import demand_chart
+
+        err_console.print(f"chart: {demand_chart(r, chart)}")
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"

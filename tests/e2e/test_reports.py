@@ -46,5 +46,9 @@ def test_reports_as_json_and_charts_as_of_a_date(tmp_path: Path) -> None:
     out = crm(url, "retention", "report", "--chart", str(heat), "--as-of", cut)
     assert out.returncode == 0, out.stderr
     assert "repeat buyers" in out.stdout and heat.stat().st_size > 10_000
+    forecast = tmp_path / "demand.png"
+    out = crm(url, "demand", "report", "--period", "month", "--chart", str(forecast))
+    assert out.returncode == 0, out.stderr
+    assert "forecast (" in out.stdout and forecast.stat().st_size > 10_000
     bad = crm(url, "orders", "report", "--as-of", "last tuesday")
     assert bad.returncode == 2 and "--as-of" in bad.stderr
