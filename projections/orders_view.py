@@ -13,7 +13,7 @@ overdue now.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -23,7 +23,14 @@ import msgspec
 from domain.customers import events as cev
 from domain.envelope import Envelope
 from domain.orders import events as oev
-from domain.orders.state import OrderState, fold, is_overdue, net_total, outstanding
+from domain.orders.state import (
+    OrderState,
+    fold,
+    is_overdue,
+    net_total,
+    outstanding,
+    overdue_at,
+)
 from projections.facts import FactTable, fold_streams, read_facts, survivors
 from projections.ports import ProjectionDB
 from projections.projection import Tables, Timer
@@ -54,20 +61,24 @@ class OrdersView(FactTable):
 
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         super().apply(t, events, now)
+        settled: list[UUID] = []
         for e in events:
             p = e.payload
             key = f"overdue:{e.stream_id}"
             if isinstance(p, oev.InvoiceIssued):
-                due = datetime.combine(p.due_date + timedelta(days=1), time(), tzinfo=UTC)
                 row = [str(e.stream_id), str(e.customer_id or ""), p.number, p.due_date.isoformat()]
                 t.schedule(
                     key,
-                    due,
+                    overdue_at(p.due_date),
                     msgspec.json.encode([*row, str(p.amount.amount), p.amount.currency]).decode(),
                 )
             elif isinstance(p, oev.OrderPaid | oev.OrderCancelled):
                 t.cancel(key)
-                t.execute("DELETE FROM {orders_overdue} WHERE order_id = ?", (e.stream_id,))
+                settled.append(e.stream_id)
+        if settled:  # one statement per page, not one per payment
+            t.fetch_in(
+                "DELETE FROM {orders_overdue} WHERE {in} RETURNING order_id", "order_id", settled
+            )
 
     def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
         """An invoice's due date passed with no payment (a payment would have cancelled it)."""

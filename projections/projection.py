@@ -97,6 +97,17 @@ class Tables:
             out.extend(self.tx.fetch(sql, [list(part)] if as_list else list(part)))
         return out
 
+    def execute_in(
+        self, template: str, column: str, values: Sequence[object], chunk: int = 900
+    ) -> None:
+        """`template` with `{in}` (the membership test of `column`) for all `values`: one
+        statement on PostgreSQL, chunks on SQLite."""
+        for i in range(0, len(values), chunk):
+            part = values[i : i + chunk]
+            test, as_list = self.dialect.any_of(column, len(part))
+            sql = self.sql(template.replace("{in}", test))
+            self.tx.execute(sql, [list(part)] if as_list else list(part))
+
     def insert_many(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
     ) -> int:

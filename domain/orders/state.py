@@ -94,7 +94,12 @@ def overdue_from(state: OrderState) -> datetime | None:
     or None when it cannot: the timer a view sets to re-evaluate the order."""
     if state.invoice is None or state.fully_paid or state.status == "cancelled":
         return None
-    return datetime.combine(state.invoice.due_date + timedelta(days=1), time(), tzinfo=UTC)
+    return overdue_at(state.invoice.due_date)
+
+
+def overdue_at(due_date: date) -> datetime:
+    """An invoice due on `due_date` is overdue from the start of the next day (UTC)."""
+    return datetime.combine(due_date + timedelta(days=1), time(), tzinfo=UTC)
 
 
 def is_overdue(state: OrderState, now: datetime) -> bool:
