@@ -224,6 +224,7 @@ class Runner:
             topics = set().union(*(p.handles for p in behind))
             items = self._decode([r for r in rows if r.topic in topics])
             types = [i.type for i in items]
+            idle = []
             for p in behind:
                 cp = self._checkpoints[p.name]
                 if cp.state != "live" or cp.position >= end:
@@ -234,7 +235,12 @@ class Runner:
                     for i, t in zip(items, types, strict=True)
                     if t in handles and i.position > after
                 ]
-                applied += self._apply_page(p, mine, end)
+                if mine:
+                    applied += self._apply_page(p, mine, end)
+                else:
+                    idle.append(p)
+            if idle:
+                self._advance_idle(idle, end)
             if progress is not None:
                 progress(end, head)
         return applied
@@ -282,6 +288,21 @@ class Runner:
             raise
         cp.position = end
         p.committed(cp.generation, end)
+
+    def _advance_idle(self, idle: list[Projection], end: int) -> None:
+        """Projections with nothing to apply in a page move their checkpoints together, in
+        one transaction (a live event handled by one view costs one commit, not six)."""
+        try:
+            with self.db.transaction() as tx:
+                for p in idle:
+                    self._check(tx, p.name, self._checkpoints[p.name])
+                    self._advance(tx, p.name, end, 0)
+        except ProjectionMoved:
+            self._load_checkpoints()
+            return
+        for p in idle:
+            self._checkpoints[p.name].position = end
+            p.committed(self._checkpoints[p.name].generation, end)
 
     def _isolate(self, p: Projection, items: list[Item], end: int) -> int:
         """The page failed: apply its events one by one, dead-lettering the poison ones."""
@@ -372,12 +393,25 @@ class Runner:
         """Run every timer whose due time the clock has passed; returns how many fired."""
         now = self.clock.now()
         fired = 0
+        due = {
+            owner
+            for (owner,) in self.db.fetch(
+                _resolve(
+                    "SELECT DISTINCT projection FROM {crm_timers} WHERE due_at <= ?",
+                    self._system_names(),
+                    self.db.dialect,
+                ),
+                (now,),
+            )
+        }
+        if not due:  # the common case: one query, no transaction per projection
+            return 0
         self._load_checkpoints()
         for p in self.projections.values():
             cp = self._checkpoints[p.name]
-            if cp.state != "live":
-                continue
             owner = physical(p.owner, cp.generation)
+            if cp.state != "live" or owner not in due:
+                continue
             with self.db.transaction() as tx:
                 self._check(tx, p.name, cp)
                 rows = self._fetch(
