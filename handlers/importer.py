@@ -126,12 +126,18 @@ def references_of(command: Command) -> list[UUID]:
     """The streams a command names: customers, interactions, orders, deals, subscriptions by
     id; products by sku (also of its items and plan), a pipeline by name."""
     refs = [r for r in _shape(type(command))[0](command) if r is not None]
-    for sku in _skus(command):
-        refs.append(product_stream_id(sku))
-    pipeline = getattr(command, "pipeline", None)
-    if isinstance(pipeline, str):
-        refs.append(pipeline_stream_id(pipeline))
+    if _names_products(type(command)):
+        refs.extend(product_stream_id(sku) for sku in _skus(command))
+        pipeline = getattr(command, "pipeline", None)
+        if isinstance(pipeline, str):
+            refs.append(pipeline_stream_id(pipeline))
     return refs
+
+
+@functools.cache
+def _names_products(command_type: type[Command]) -> bool:
+    """Whether a command type can name a product (sku, plan, items) or a pipeline."""
+    return bool({"sku", "plan", "items", "pipeline"} & set(command_type.__struct_fields__))
 
 
 def _skus(command: Command) -> list[str]:
