@@ -11,6 +11,7 @@ import msgspec
 
 from projections.customer_profile import CHANNELS
 from projections.customer_profile import COLUMNS as PROFILE_COLUMNS
+from projections.freshness import wait_until_applied
 from projections.ports import ProjectionDB
 from projections.projection import _resolve
 from projections.timeline import COLUMNS as TIMELINE_COLUMNS
@@ -65,7 +66,9 @@ class Views:
     def _fetch(self, template: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         return self.db.fetch(_resolve(template, self._names, self.db.dialect), params)
 
-    def profile(self, customer_id: UUID) -> Profile | None:
+    def profile(self, customer_id: UUID, min_position: int | None = None) -> Profile | None:
+        """The profile; with `min_position`, once the view has applied it (read-your-writes)."""
+        wait_until_applied(self.db, ["customer_profile"], min_position)
         rows = self._fetch(
             f"SELECT {', '.join(PROFILE_COLUMNS)} FROM {{customer_profile}} WHERE customer_id = ?",
             (customer_id,),
@@ -126,9 +129,14 @@ class Views:
         return found
 
     def timeline(
-        self, customer_id: UUID, limit: int = 50, before: datetime | None = None
+        self,
+        customer_id: UUID,
+        limit: int = 50,
+        before: datetime | None = None,
+        min_position: int | None = None,
     ) -> list[TimelineEntry]:
         """Newest first, at business time; the customers merged into this one included."""
+        wait_until_applied(self.db, ["timeline"], min_position)
         ids = [customer_id, *self.merged_into(customer_id)]
         test, as_list = self.db.dialect.any_of("customer_id", len(ids))
         params: list[object] = [ids] if as_list else list(ids)

@@ -18,6 +18,7 @@ from infra.cli.render import CustomerNotInViews, show_profile
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner, views
 from projections.errors import ProjectionError
+from projections.freshness import wait_until_applied
 from projections.runner import PAGE, Runner
 
 console = Console()
@@ -150,12 +151,16 @@ def show(
     limit: int = typer.Option(20, help="How many timeline entries."),
     fmt: Format = typer.Option(Format.table, "--format"),
     catch_up: bool = typer.Option(True, help="Catch the views up first."),
+    min_position: int | None = typer.Option(
+        None, help="Wait until the views applied this log position (a command's reply)."
+    ),
 ) -> None:
     """A customer's profile, counts per channel and timeline (merged customers included)."""
     with open_projector() as (_, runner):
         if catch_up:
             runner.catch_up()
         try:
+            wait_until_applied(runner.db, ["customer_profile", "timeline"], min_position)
             show_profile(console, views(runner), customer_id, limit=limit, fmt=fmt)
         except CustomerNotInViews as e:
             err_console.print(f"[red]{e}[/red]")

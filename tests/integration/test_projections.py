@@ -24,6 +24,7 @@ from infra.clock import FixedClock
 from infra.codec import StoredRow
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner, views
+from projections.freshness import ViewNotCaughtUp, wait_until_applied
 from projections.projection import Projection, Tables
 from projections.runner import Runner
 
@@ -389,8 +390,10 @@ class TestRunner:
                 result = engine.bus.execute_json(
                     "customer.register", {"customer_id": str(c), "name": "A"}, CTX
                 )
-                assert runner.wait_for(result.positions[-1], timeout=10)
-                assert views(runner).profile(c) is not None
+                position = result.positions[-1]
+                assert views(runner).profile(c, min_position=position) is not None
+                assert runner.wait_for(position, timeout=10)
+                assert views(runner).timeline(c, min_position=position) == []
             finally:
                 stop.set()
                 follower.join()
@@ -422,3 +425,12 @@ def test_age_is_derived_at_the_clock(engine: Engine) -> None:
     runner.catch_up()
     profile = views(runner).profile(c)
     assert profile is not None and profile.birth_date == date(2000, 2, 29) and profile.age == 26
+
+
+def test_a_query_for_a_position_no_view_reached_gets_a_typed_error(engine: Engine) -> None:
+    with open_runner(engine) as runner:
+        runner.catch_up()
+        head = engine.store.head()
+        with pytest.raises(ViewNotCaughtUp) as caught:
+            wait_until_applied(runner.db, ["customer_profile"], head + 5, timeout=0.2)
+        assert caught.value.code == "view_not_caught_up" and caught.value.reached == head
