@@ -202,8 +202,10 @@ class _Overlay:
         base = self._base.get(stream_id, 0)
         if after_version >= base:
             return known[after_version - base :]
-        older = self._log.read_stream(stream_id, after_version)
-        return [e for e in older if e.version <= base] + known
+        older = [e for e in self._log.read_stream(stream_id, after_version) if e.version <= base]
+        head = older[-1].version if older else after_version  # the rest may still be in flight
+        older.extend(e for e in self._flying.get(stream_id, ()) if head < e.version <= base)
+        return older + known
 
     def load(self, stream_id: UUID) -> list[Envelope]:
         return self.read_stream(stream_id, 0)
@@ -385,7 +387,9 @@ class Importer:
         except (AppendConflict, CommandAlreadyRecorded, ContactTakenOnAppend):
             self.states.clear()
             report.errors.extend(decided.errors)
-            self._one_by_one([p for p, d in decided.items if d.events], report)
+            # Every command of the batch again, those that decided nothing too: the state
+            # they were decided on is not the one that landed.
+            self._one_by_one([p for p, _ in decided.items], report)
             return False
         except BaseException:
             self.states.clear()
@@ -427,8 +431,9 @@ class Importer:
                     LineError(item.line, e.code, str(e), getattr(e, "details", {}).get("field"))
                 )
                 continue
-            report.appended += 1
-            report.events += len(result.positions)
+            if result.positions:  # a command that decided nothing appended nothing
+                report.appended += 1
+                report.events += len(result.positions)
 
 
 def _ids(decided: list[tuple[_Parsed, Decision]]) -> set[str]:

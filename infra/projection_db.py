@@ -217,6 +217,10 @@ class PostgresProjectionDB:
             time.sleep(min(timeout, 0.5))
         return False
 
+    def is_transient(self, error: BaseException) -> bool:
+        """Dropped connections, deadlocks, serialization failures, lock timeouts."""
+        return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+
     def close(self) -> None:
         with self._lock:
             if self._listener is not None:
@@ -258,6 +262,10 @@ class SqliteProjectionDB:
     def wait(self, timeout: float) -> bool:
         time.sleep(min(timeout, self._poll))
         return False
+
+    def is_transient(self, error: BaseException) -> bool:
+        """`database is locked` and the like: another writer, try again."""
+        return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
     def close(self) -> None:
         return None

@@ -178,7 +178,7 @@ def orders_report(
     """Orders as known at `as_of` (default: now). Cancelled orders count nowhere; spend is net
     of refunds; a merged customer's orders count for the survivor."""
     at = as_of or now
-    states, merged = order_states(db, as_of)
+    states, merged = order_states(db, at)  # nothing dated after the report's date
     live = [s for s in states.values() if s.placed and s.status != "cancelled"]
     by_currency: dict[str, list[OrderState]] = defaultdict(list)
     for s in live:
@@ -265,7 +265,7 @@ def customer_orders(
 ) -> list[OrderSummary]:
     """One customer's orders (and those of the customers merged into it), newest first."""
     at = as_of or now
-    states, merged = order_states(db, as_of)
+    states, merged = order_states(db, at)  # nothing dated after the report's date
     mine = [
         s
         for s in states.values()

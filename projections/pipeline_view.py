@@ -122,7 +122,7 @@ def pipeline_report(
     db: ProjectionDB, *, now: datetime, pipeline: str = "sales", as_of: datetime | None = None
 ) -> PipelineReport:
     at = as_of or now
-    pipelines, all_deals = pipeline_states(db, as_of)
+    pipelines, all_deals = pipeline_states(db, at)  # nothing dated after the report's date
     p = pipelines.get(pipeline)
     stages = [s.name for s in p.stages] if p else []
     probability = {s.name: s.probability for s in p.stages} if p else {}

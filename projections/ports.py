@@ -92,6 +92,11 @@ class ProjectionDB(Protocol):
         """Block until new events may be in the log (NOTIFY) or `timeout` seconds pass."""
         ...
 
+    def is_transient(self, error: BaseException) -> bool:
+        """A failure of the database (dropped connection, lock timeout), not of the data:
+        retry it, never dead-letter the event at hand."""
+        ...
+
     def close(self) -> None: ...
 
 

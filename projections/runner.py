@@ -36,7 +36,7 @@ SYSTEM_TABLES = {
     "crm_projections": (
         "name {text} PRIMARY KEY, version {int} NOT NULL, generation {int} NOT NULL, "
         "position {int} NOT NULL, handled {int} NOT NULL, state {text} NOT NULL, "
-        "policy {text} NOT NULL, error {text}, updated_at {ts}"
+        "policy {text} NOT NULL, error {text}, updated_at {ts}, epoch {int} NOT NULL DEFAULT 0"
     ),
     "crm_dead_letters": (
         "projection {text} NOT NULL, position {int} NOT NULL, stream_id {uuid}, "
@@ -93,6 +93,7 @@ class _Checkpoint(msgspec.Struct):
     position: int
     state: str
     policy: str
+    epoch: int = 0  # bumped when timers change rows without moving the checkpoint
 
 
 Item = Envelope[Any] | _Undecodable
@@ -266,13 +267,15 @@ class Runner:
                 self._load_checkpoints()
                 return 0
             except Exception as e:
+                if self.db.is_transient(e):
+                    raise  # the database, not the event: retried by the caller, never dead-lettered
                 log.warning("projection.page_failed", projection=p.name, error=str(e))
         return self._isolate(p, items, end)
 
     def _commit_page(self, p: Projection, events: list[Envelope[Any]], end: int) -> None:
         cp = self._checkpoints[p.name]
-        if end <= cp.position and not events:
-            return  # a checkpoint never moves back
+        if end <= cp.position:
+            return  # a checkpoint never moves back (another runner took it past `end`)
         try:
             with self.db.transaction() as tx:
                 self._check(tx, p.name, cp)
@@ -287,11 +290,22 @@ class Runner:
             p.forget_cache()
             raise
         cp.position = end
-        p.committed(cp.generation, end)
+        try:
+            p.committed(cp.generation, end)
+        except Exception:  # a cache hook must never make a committed page look failed
+            p.forget_cache()
 
     def _advance_idle(self, idle: list[Projection], end: int) -> None:
         """Projections with nothing to apply in a page move their checkpoints together, in
         one transaction (a live event handled by one view costs one commit, not six)."""
+        idle = [
+            p
+            for p in idle
+            if self._checkpoints[p.name].state == "live"
+            and self._checkpoints[p.name].position < end
+        ]
+        if not idle:
+            return
         try:
             with self.db.transaction() as tx:
                 for p in idle:
@@ -319,11 +333,20 @@ class Runner:
                     self._load_checkpoints()
                     return applied
                 except Exception as e:
+                    if self.db.is_transient(e):
+                        raise
                     error = f"{type(e).__name__}: {e}"
-            self._dead_letter(p, cp, item, error)
+            try:
+                self._dead_letter(p, cp, item, error)
+            except ProjectionMoved:
+                self._load_checkpoints()
+                return applied
             if cp.state == "stopped":
                 return applied
-        self._commit_page(p, [], end)
+        try:
+            self._commit_page(p, [], end)
+        except ProjectionMoved:
+            self._load_checkpoints()
         return applied
 
     def _dead_letter(self, p: Projection, cp: _Checkpoint, item: Item, error: str) -> None:
@@ -373,10 +396,11 @@ class Runner:
         lock = " FOR UPDATE" if self.db.dialect.name == "postgresql" else ""
         row = self._fetch(
             tx,
-            "SELECT generation, position, state FROM {crm_projections} WHERE name = ?" + lock,
+            "SELECT generation, position, state, epoch FROM {crm_projections} WHERE name = ?"
+            + lock,
             (name,),
         )
-        if not row or (row[0][0], row[0][1], row[0][2]) != (cp.generation, cp.position, cp.state):
+        if not row or tuple(row[0]) != (cp.generation, cp.position, cp.state, cp.epoch):
             raise ProjectionMoved(name)
 
     def _advance(self, tx: Tx, name: str, position: int, handled: int) -> None:
@@ -412,30 +436,36 @@ class Runner:
             owner = physical(p.owner, cp.generation)
             if cp.state != "live" or owner not in due:
                 continue
-            with self.db.transaction() as tx:
-                self._check(tx, p.name, cp)
-                rows = self._fetch(
-                    tx,
-                    "SELECT key, due_at, payload FROM {crm_timers} WHERE projection = ? "
-                    "AND due_at <= ? ORDER BY due_at, key",
-                    (owner, now),
-                )
-                if not rows:
-                    continue
-                timers = [Timer(k, self.db.dialect.ts(d) or now, pl) for k, d, pl in rows]
-                self._exec(
-                    tx,
-                    "DELETE FROM {crm_timers} WHERE projection = ? AND due_at <= ?",
-                    (owner, now),
-                )
-                t = Tables(
-                    tx, self.db.dialect, p.owner, cp.generation, p.tables, position=cp.position
-                )
-                p.forget_cache()  # rows change without the checkpoint moving
-                p.on_timers(t, timers, now)
-                t.flush_timers()
-                fired += len(timers)
+            try:
+                fired += self._fire(p, cp, owner, now)
+            except ProjectionMoved:  # another runner moved it: its turn next time round
+                self._load_checkpoints()
         return fired
+
+    def _fire(self, p: Projection, cp: _Checkpoint, owner: str, now: datetime) -> int:
+        with self.db.transaction() as tx:
+            self._check(tx, p.name, cp)
+            rows = self._fetch(
+                tx,
+                "SELECT key, due_at, payload FROM {crm_timers} WHERE projection = ? "
+                "AND due_at <= ? ORDER BY due_at, key",
+                (owner, now),
+            )
+            if not rows:
+                return 0
+            timers = [Timer(k, self.db.dialect.ts(d) or now, pl) for k, d, pl in rows]
+            self._exec(
+                tx, "DELETE FROM {crm_timers} WHERE projection = ? AND due_at <= ?", (owner, now)
+            )
+            t = Tables(tx, self.db.dialect, p.owner, cp.generation, p.tables, position=cp.position)
+            p.forget_cache()  # rows change without the checkpoint moving
+            p.on_timers(t, timers, now)
+            t.flush_timers()
+            self._exec(
+                tx, "UPDATE {crm_projections} SET epoch = epoch + 1 WHERE name = ?", (p.name,)
+            )
+        cp.epoch += 1
+        return len(timers)
 
     def next_timer(self) -> datetime | None:
         rows = self.db.fetch(
@@ -449,8 +479,15 @@ class Runner:
         """Catch up, fire timers, wait for new events (NOTIFY) or the next timer; repeat until
         `stop` is set. Each page commits on its own, so stopping loses nothing."""
         while not stop.is_set():
-            self.catch_up(stop=stop)
-            self.fire_timers()
+            try:
+                self.catch_up(stop=stop)
+                self.fire_timers()
+            except Exception as e:
+                if not self.db.is_transient(e):
+                    raise
+                log.warning("projector.database_unavailable", error=str(e), retry_in=poll)
+                stop.wait(poll)  # a dropped connection or a lock: try again, lose nothing
+                continue
             if stop.is_set():
                 return
             timeout = poll
@@ -619,16 +656,20 @@ class Runner:
     def _load_checkpoints(self) -> None:
         rows = self.db.fetch(
             _resolve(
-                "SELECT name, generation, position, state, policy FROM {crm_projections}",
+                "SELECT name, generation, position, state, policy, epoch FROM {crm_projections}",
                 self._system_names(),
                 self.db.dialect,
             )
         )
-        self._checkpoints = {
-            n: _Checkpoint(int(g), int(pos), s, pol)
-            for n, g, pos, s, pol in rows
+        fresh = {
+            n: _Checkpoint(int(g), int(pos), s, pol, int(ep))
+            for n, g, pos, s, pol, ep in rows
             if n in self.projections
         }
+        for name, cp in fresh.items():  # rows changed elsewhere: cached rows are stale
+            if self._checkpoints.get(name) != cp:
+                self.projections[name].forget_cache()
+        self._checkpoints = fresh
 
     def _system_names(self) -> dict[str, str]:
         d = self.db.dialect

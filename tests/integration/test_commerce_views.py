@@ -304,3 +304,26 @@ def test_as_of_reports_equal_a_store_fed_only_the_events_up_to_then(
         )
     assert msgspec.to_builtins(got) == msgspec.to_builtins(expected)
     assert got[0].totals and got[1].conversion[0].reached > 0  # the cut is inside the history
+
+
+def test_a_report_without_as_of_leaves_out_what_is_dated_after_now(
+    engine: Engine, history: History
+) -> None:
+    with open_runner(engine) as runner:
+        before = orders_report(runner.db, now=NOW)
+        ctx = CommandContext(actor="test", channel="test")
+        items = [{"sku": "B-1", "quantity": 2, "unit_price": eur("12.50")}]
+        engine.bus.execute_json(
+            "order.place",
+            {
+                "customer_id": str(history.customers[0]),
+                "items": items,
+                "payment_method": "card",
+                "occurred_at": (NOW + timedelta(days=10)).isoformat(),
+            },
+            ctx,
+        )
+        runner.catch_up()
+        assert orders_report(runner.db, now=NOW) == before
+        later = orders_report(runner.db, now=NOW + timedelta(days=11))
+    assert later.totals[0].orders == before.totals[0].orders + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,6 +12,7 @@ import pytest
 
 from handlers.decision import CommandContext
 from handlers.importer import Importer
+from handlers.states import CustomerStates
 from infra.engine import Engine, open_engine
 
 CTX = CommandContext(actor="import", channel="import")
@@ -192,3 +194,28 @@ class TestImport:
         ]
         assert calls >= 3  # batch 2 was decided twice
         assert len(engine.store.read(0, 100)) == 6  # 4 on the customer, 2 interactions
+
+    def test_a_batch_sees_the_events_still_in_flight_when_its_state_cache_is_dropped(
+        self, engine: Engine
+    ) -> None:
+        """Batch 2 is decided while batch 1 (which registers c) is still being appended, and
+        the state cache has just been emptied: the overlay still shows c's registration."""
+        c, d = uuid4(), uuid4()
+        lines = [
+            line("customer.register", customer_id=c, name="C"),
+            line("interaction.log_web", customer_id=c, action="visit", page="/"),
+            line("customer.register", customer_id=d, name="D"),
+            line("interaction.log_web", customer_id=c, action="visit", page="/again"),
+        ]
+        real_append = engine.store.append_commands
+
+        def slow_append(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.3)  # batch 2 is decided meanwhile
+            return real_append(*args, **kwargs)
+
+        engine.store.append_commands = slow_append  # type: ignore[method-assign]
+        imp = importer(engine, batch_size=2, pipeline=True)
+        imp.states = CustomerStates(capacity=1)  # registering d empties it
+        report = imp.run(lines, CTX)
+        assert (report.appended, report.errors) == (4, [])
+        assert len(engine.store.read_customer(c)) == 3

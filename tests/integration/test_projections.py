@@ -380,6 +380,25 @@ class TestRunner:
         assert engine.store.head() == head  # no event was needed
         assert runner.next_timer() == datetime(2027, 3, 5, tzinfo=UTC)
 
+    def test_rows_a_timer_changed_elsewhere_are_not_overwritten_from_a_cache(
+        self, engine: Engine
+    ) -> None:
+        """Runner b caches a profile row; runner a's birthday timer changes it; b's next page
+        must start from the changed row, not write its cached copy back."""
+        clock = engine.clock
+        assert isinstance(clock, FixedClock)
+        c = uid(random.Random(15))
+        run(engine, "customer.register", customer_id=c, name="Ada", birth_date="1990-03-05")
+        with open_runner(engine) as b, open_runner(engine) as a:
+            b.catch_up()
+            clock.advance_to(datetime(2026, 3, 5, 0, 0, 1, tzinfo=UTC))
+            assert a.fire_timers() == 1
+            run(engine, "interaction.log_call", customer_id=c, direction="in", duration_min=2)
+            b.catch_up()
+            profile = views(b).profile(c)
+        assert profile is not None and profile.age == 36
+        assert {ch.channel: ch.count for ch in profile.channels}["call"] == 1
+
     def test_wait_for_a_position_read_your_writes(self, engine: Engine) -> None:
         c = uid(random.Random(13))
         with open_runner(engine) as runner, open_runner(engine) as projector:
