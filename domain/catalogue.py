@@ -2,6 +2,8 @@
 
 from domain.customers import commands as customer_commands
 from domain.customers import events as customer_events
+from domain.equipment import commands as equipment_commands
+from domain.equipment import events as equipment_events
 from domain.events import EVENTS
 from domain.interactions import commands as interaction_commands
 from domain.interactions import events as interaction_events
@@ -13,11 +15,15 @@ from domain.products import commands as product_commands
 from domain.products import events as product_events
 from domain.subscriptions import commands as subscription_commands
 from domain.subscriptions import events as subscription_events
+from domain.surveys import commands as survey_commands
+from domain.surveys import events as survey_events
 
 __all__ = [
     "EVENTS",
     "customer_commands",
     "customer_events",
+    "equipment_commands",
+    "equipment_events",
     "interaction_commands",
     "interaction_events",
     "order_commands",
@@ -28,4 +34,6 @@ __all__ = [
     "product_events",
     "subscription_commands",
     "subscription_events",
+    "survey_commands",
+    "survey_events",
 ]

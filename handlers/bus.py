@@ -16,7 +16,14 @@ import structlog
 
 from domain.commands import Command
 from domain.customers.errors import ContactAlreadyRegistered
-from handlers import customers, interactions, orders, pipeline, products  # noqa: F401  (they register their handlers)
+from handlers import (  # noqa: F401  (they register their handlers)
+    customers,
+    interactions,
+    orders,
+    pipeline,
+    products,
+    service,
+)
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps
 from handlers.errors import ConcurrencyExhausted, UnknownCommand
