@@ -17,6 +17,8 @@ from domain.subscriptions import commands as subscription_commands
 from domain.subscriptions import events as subscription_events
 from domain.surveys import commands as survey_commands
 from domain.surveys import events as survey_events
+from domain.tickets import commands as ticket_commands
+from domain.tickets import events as ticket_events
 
 __all__ = [
     "EVENTS",
@@ -36,4 +38,6 @@ __all__ = [
     "subscription_events",
     "survey_commands",
     "survey_events",
+    "ticket_commands",
+    "ticket_events",
 ]

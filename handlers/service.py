@@ -1,10 +1,10 @@
-"""Handlers of equipment a customer owns and of satisfaction surveys (NPS, CSAT)."""
+"""Handlers of service: tickets and complaints, equipment a customer owns, and satisfaction
+surveys (NPS, CSAT). A breakdown opens its ticket in the same transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from uuid import UUID
 
 from domain.equipment import commands as ecmd
 from domain.equipment import decide as edecide
@@ -14,6 +14,10 @@ from domain.events import DomainEvent
 from domain.surveys import commands as scmd
 from domain.surveys import decide as sdecide
 from domain.surveys.state import fold as fold_survey
+from domain.tickets import commands as tcmd
+from domain.tickets import decide as tdecide
+from domain.tickets.state import TicketState
+from domain.tickets.state import fold as fold_ticket
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps, business_time, live_customer, load_state, new_id
 from handlers.registry import COMMANDS
@@ -72,14 +76,91 @@ for _command, _decide in (
 
 @COMMANDS.handles(ecmd.ReportBreakdown)
 def report_breakdown(c: ecmd.ReportBreakdown, ctx: CommandContext, deps: Deps) -> Decision:
-    """The breakdown names the service ticket it is handled under (derived from the command,
-    so a retry names the same one)."""
+    """The breakdown and the incident ticket it opens, in one transaction (the ticket's id is
+    derived from the command, so a retry names the same one)."""
     state = load_state(deps, c.equipment_id, fold_equipment)
     at = business_time(c, deps)
-    ticket_id: UUID = new_id(ctx, "ticket")
-    return _on_equipment(
-        ctx, at, state, edecide.report_breakdown(state, c, at=at, ticket_id=ticket_id)
+    ticket = load_state(deps, new_id(ctx, "ticket"), fold_ticket)
+    decision = _on_equipment(
+        ctx, at, state, edecide.report_breakdown(state, c, at=at, ticket_id=ticket.ticket_id)
     )
+    assert state.customer_id is not None
+    opened = tdecide.open_ticket(
+        ticket,
+        tcmd.OpenTicket(
+            ticket_id=ticket.ticket_id,
+            customer_id=state.customer_id,
+            kind="incident",
+            category="breakdown",
+            severity="high",
+            subject=f"Breakdown {c.failure_code} of {state.model or 'equipment'} {state.serial or ''}".strip(),
+            equipment_id=state.equipment_id,
+        ),
+        customer_live=True,
+        at=at,
+    )
+    return decision.add(
+        ctx,
+        stream_id=ticket.ticket_id,
+        stream_type="ticket",
+        after_version=ticket.version,
+        payloads=opened,
+        occurred_at=at,
+        customer_id=state.customer_id,
+    )
+
+
+def _on_ticket(
+    ctx: CommandContext, at: datetime, state: TicketState, payloads: list[DomainEvent]
+) -> Decision:
+    return Decision().add(
+        ctx,
+        stream_id=state.ticket_id,
+        stream_type="ticket",
+        after_version=state.version,
+        payloads=payloads,
+        occurred_at=at,
+        customer_id=state.customer_id,
+    )
+
+
+@COMMANDS.handles(tcmd.OpenTicket)
+def open_ticket(c: tcmd.OpenTicket, ctx: CommandContext, deps: Deps) -> Decision:
+    state = load_state(deps, c.ticket_id or new_id(ctx, "ticket"), fold_ticket)
+    live_customer(deps, c.customer_id)
+    at = business_time(c, deps)
+    return Decision().add(
+        ctx,
+        stream_id=state.ticket_id,
+        stream_type="ticket",
+        after_version=state.version,
+        payloads=tdecide.open_ticket(state, c, customer_live=True, at=at),
+        occurred_at=at,
+        customer_id=c.customer_id,
+        channel=c.channel,
+    )
+
+
+def _ticket_command(
+    decide_fn: Callable[..., list[DomainEvent]],
+) -> Callable[[tcmd.TicketCommand, CommandContext, Deps], Decision]:
+    def handle(c: tcmd.TicketCommand, ctx: CommandContext, deps: Deps) -> Decision:
+        state = load_state(deps, c.ticket_id, fold_ticket)  # type: ignore[attr-defined]
+        at = business_time(c, deps)
+        return _on_ticket(ctx, at, state, decide_fn(state, c, at=at))
+
+    return handle
+
+
+for _command, _decide in (
+    (tcmd.AssignTicket, tdecide.assign),
+    (tcmd.RespondToTicket, tdecide.respond),
+    (tcmd.EscalateTicket, tdecide.escalate),
+    (tcmd.ResolveTicket, tdecide.resolve),
+    (tcmd.ReopenTicket, tdecide.reopen),
+    (tcmd.CloseTicket, tdecide.close),
+):
+    COMMANDS.handles(_command)(_ticket_command(_decide))
 
 
 @COMMANDS.handles(scmd.SendSurvey)

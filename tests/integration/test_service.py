@@ -82,10 +82,10 @@ def test_equipment_lives_its_life_and_refuses_bad_input(engine: Engine) -> None:
         failure_code="E42",
         occurred_at=at(120),
     )
-    (breakdown,) = engine.store.read(result.positions[-1] - 1, 1)
-    assert (
-        breakdown.type == "equipment.breakdown_reported" and breakdown.payload.ticket_id is not None
-    )
+    breakdown, opened = engine.store.read(result.positions[0] - 1, 2)
+    assert breakdown.type == "equipment.breakdown_reported" and opened.type == "ticket.opened"
+    assert breakdown.payload.ticket_id == opened.stream_id  # one transaction, linked
+    assert opened.payload.equipment_id == machine and opened.payload.severity == "high"
     refused(
         engine,
         "reading_goes_backwards",
@@ -136,3 +136,43 @@ def test_surveys_are_answered_once_within_their_scale(engine: Engine) -> None:
     events = engine.store.read_stream(nps)
     assert [e.type for e in events] == ["survey.sent", "survey.answered"]
     assert all(e.channel == "questionnaire" and e.customer_id == customer for e in events)
+
+
+def test_a_ticket_from_opening_to_closing(engine: Engine) -> None:
+    customer, ticket = uuid4(), uuid4()
+    do(engine, "customer.register", customer_id=customer, name="Ada")
+    do(
+        engine,
+        "ticket.open",
+        ticket_id=ticket,
+        customer_id=customer,
+        kind="complaint",
+        category="delivery",
+        severity="high",
+        subject="Parcel arrived broken",
+        occurred_at=at(0),
+    )
+    do(engine, "ticket.assign", ticket_id=ticket, agent="employee:kim", occurred_at=at(0))
+    do(
+        engine,
+        "ticket.respond",
+        ticket_id=ticket,
+        agent="employee:kim",
+        message="Sorry!",
+        occurred_at=at(1),
+    )
+    refused(engine, "not_resolved", "ticket.close", ticket_id=ticket, occurred_at=at(2))
+    refused(
+        engine, "not_resolved", "ticket.reopen", ticket_id=ticket, reason="x", occurred_at=at(2)
+    )
+    do(engine, "ticket.resolve", ticket_id=ticket, resolution="replaced", occurred_at=at(2))
+    do(engine, "ticket.close", ticket_id=ticket, occurred_at=at(3))
+    refused(engine, "ticket_closed", "ticket.close", ticket_id=ticket, occurred_at=at(4))
+    refused(engine, "ticket_not_found", "ticket.assign", ticket_id=uuid4(), agent="employee:kim")
+    assert [e.type for e in engine.store.read_stream(ticket)] == [
+        "ticket.opened",
+        "ticket.assigned",
+        "ticket.responded",
+        "ticket.resolved",
+        "ticket.closed",
+    ]
