@@ -8,29 +8,16 @@ from uuid import UUID
 from domain.events import DomainEvent
 from domain.orders import commands as cmd
 from domain.orders import decide
-from domain.orders.state import OrderState, fold
+from domain.orders.state import fold
 from domain.subscriptions import commands as scmd
 from domain.subscriptions import decide as sdecide
 from domain.subscriptions.state import SubscriptionState
 from domain.subscriptions.state import fold as fold_subscription
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps, business_time, live_customer, load_state, new_id
+from handlers.lifecycle import handles_on_stream
 from handlers.products import on_sale
 from handlers.registry import COMMANDS
-
-
-def on_order(
-    ctx: CommandContext, at: datetime, state: OrderState, payloads: list[DomainEvent]
-) -> Decision:
-    return Decision().add(
-        ctx,
-        stream_id=state.order_id,
-        stream_type="order",
-        after_version=state.version,
-        payloads=payloads,
-        occurred_at=at,
-        customer_id=state.customer_id,
-    )
 
 
 @COMMANDS.handles(cmd.PlaceOrder)
@@ -55,26 +42,19 @@ def place(c: cmd.PlaceOrder, ctx: CommandContext, deps: Deps) -> Decision:
     )
 
 
-def _order_command(decide_fn):  # type: ignore[no-untyped-def]
-    """A handler for a command on an existing order: load it, decide at business time."""
-
-    def handle(c: cmd.OrderCommand, ctx: CommandContext, deps: Deps) -> Decision:
-        state = load_state(deps, c.order_id, fold)  # type: ignore[attr-defined]
-        at = business_time(c, deps)
-        return on_order(ctx, at, state, decide_fn(state, c, at=at))
-
-    return handle
-
-
-for _command, _decide in (
-    (cmd.IssueInvoice, decide.issue_invoice),
-    (cmd.PayOrder, decide.pay),
-    (cmd.ShipOrder, decide.ship),
-    (cmd.DeliverOrder, decide.deliver),
-    (cmd.CancelOrder, decide.cancel),
-    (cmd.ReturnOrder, decide.return_items),
-):
-    COMMANDS.handles(_command)(_order_command(_decide))
+handles_on_stream(
+    (
+        (cmd.IssueInvoice, decide.issue_invoice),
+        (cmd.PayOrder, decide.pay),
+        (cmd.ShipOrder, decide.ship),
+        (cmd.DeliverOrder, decide.deliver),
+        (cmd.CancelOrder, decide.cancel),
+        (cmd.ReturnOrder, decide.return_items),
+    ),
+    id_field="order_id",
+    stream_type="order",
+    fold=fold,
+)
 
 
 def _on_subscription(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from domain.events import DomainEvent
@@ -13,6 +12,7 @@ from domain.pipeline import decide
 from domain.pipeline.state import DealState, fold_deal, fold_pipeline, pipeline_stream_id
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps, business_time, live_customer, load_state, new_id
+from handlers.lifecycle import handles_on_stream
 from handlers.products import on_sale
 from handlers.registry import COMMANDS
 
@@ -71,24 +71,17 @@ def move(c: cmd.MoveDeal, ctx: CommandContext, deps: Deps) -> Decision:
     return _on_deal(ctx, at, state, decide.move(state, pipeline, c, at))
 
 
-def _deal_command(
-    decide_fn: Callable[[DealState, cmd.PipelineCommand, datetime], list[DomainEvent]],
-) -> Callable[[cmd.PipelineCommand, CommandContext, Deps], Decision]:
-    def handle(c: cmd.PipelineCommand, ctx: CommandContext, deps: Deps) -> Decision:
-        state = load_state(deps, c.deal_id, fold_deal)  # type: ignore[attr-defined]
-        at = business_time(c, deps)
-        return _on_deal(ctx, at, state, decide_fn(state, c, at))
-
-    return handle
-
-
-for _command, _decide in (
-    (cmd.ChangeDealValue, decide.change_value),
-    (cmd.SendQuote, decide.send_quote),
-    (cmd.AssignDeal, decide.assign),
-    (cmd.LoseDeal, decide.lose),
-):
-    COMMANDS.handles(_command)(_deal_command(_decide))  # type: ignore[arg-type]
+handles_on_stream(
+    (
+        (cmd.ChangeDealValue, decide.change_value),
+        (cmd.SendQuote, decide.send_quote),
+        (cmd.AssignDeal, decide.assign),
+        (cmd.LoseDeal, decide.lose),
+    ),
+    id_field="deal_id",
+    stream_type="deal",
+    fold=fold_deal,
+)
 
 
 @COMMANDS.handles(cmd.WinDeal)

@@ -3,7 +3,6 @@ surveys (NPS, CSAT). A breakdown opens its ticket in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from domain.equipment import commands as ecmd
@@ -16,10 +15,10 @@ from domain.surveys import decide as sdecide
 from domain.surveys.state import fold as fold_survey
 from domain.tickets import commands as tcmd
 from domain.tickets import decide as tdecide
-from domain.tickets.state import TicketState
 from domain.tickets.state import fold as fold_ticket
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps, business_time, live_customer, load_state, new_id
+from handlers.lifecycle import handles_on_stream
 from handlers.registry import COMMANDS
 
 
@@ -54,24 +53,17 @@ def register_equipment(c: ecmd.RegisterEquipment, ctx: CommandContext, deps: Dep
     )
 
 
-def _equipment_command(
-    decide_fn: Callable[..., list[DomainEvent]],
-) -> Callable[[ecmd.EquipmentCommand, CommandContext, Deps], Decision]:
-    def handle(c: ecmd.EquipmentCommand, ctx: CommandContext, deps: Deps) -> Decision:
-        state = load_state(deps, c.equipment_id, fold_equipment)  # type: ignore[attr-defined]
-        at = business_time(c, deps)
-        return _on_equipment(ctx, at, state, decide_fn(state, c, at=at))
-
-    return handle
-
-
-for _command, _decide in (
-    (ecmd.RecordUsage, edecide.record_usage),
-    (ecmd.SetMaintenancePlan, edecide.set_maintenance_plan),
-    (ecmd.RecordMaintenance, edecide.record_maintenance),
-    (ecmd.RetireEquipment, edecide.retire),
-):
-    COMMANDS.handles(_command)(_equipment_command(_decide))
+handles_on_stream(
+    (
+        (ecmd.RecordUsage, edecide.record_usage),
+        (ecmd.SetMaintenancePlan, edecide.set_maintenance_plan),
+        (ecmd.RecordMaintenance, edecide.record_maintenance),
+        (ecmd.RetireEquipment, edecide.retire),
+    ),
+    id_field="equipment_id",
+    stream_type="equipment",
+    fold=fold_equipment,
+)
 
 
 @COMMANDS.handles(ecmd.ReportBreakdown)
@@ -110,20 +102,6 @@ def report_breakdown(c: ecmd.ReportBreakdown, ctx: CommandContext, deps: Deps) -
     )
 
 
-def _on_ticket(
-    ctx: CommandContext, at: datetime, state: TicketState, payloads: list[DomainEvent]
-) -> Decision:
-    return Decision().add(
-        ctx,
-        stream_id=state.ticket_id,
-        stream_type="ticket",
-        after_version=state.version,
-        payloads=payloads,
-        occurred_at=at,
-        customer_id=state.customer_id,
-    )
-
-
 @COMMANDS.handles(tcmd.OpenTicket)
 def open_ticket(c: tcmd.OpenTicket, ctx: CommandContext, deps: Deps) -> Decision:
     state = load_state(deps, c.ticket_id or new_id(ctx, "ticket"), fold_ticket)
@@ -141,26 +119,19 @@ def open_ticket(c: tcmd.OpenTicket, ctx: CommandContext, deps: Deps) -> Decision
     )
 
 
-def _ticket_command(
-    decide_fn: Callable[..., list[DomainEvent]],
-) -> Callable[[tcmd.TicketCommand, CommandContext, Deps], Decision]:
-    def handle(c: tcmd.TicketCommand, ctx: CommandContext, deps: Deps) -> Decision:
-        state = load_state(deps, c.ticket_id, fold_ticket)  # type: ignore[attr-defined]
-        at = business_time(c, deps)
-        return _on_ticket(ctx, at, state, decide_fn(state, c, at=at))
-
-    return handle
-
-
-for _command, _decide in (
-    (tcmd.AssignTicket, tdecide.assign),
-    (tcmd.RespondToTicket, tdecide.respond),
-    (tcmd.EscalateTicket, tdecide.escalate),
-    (tcmd.ResolveTicket, tdecide.resolve),
-    (tcmd.ReopenTicket, tdecide.reopen),
-    (tcmd.CloseTicket, tdecide.close),
-):
-    COMMANDS.handles(_command)(_ticket_command(_decide))
+handles_on_stream(
+    (
+        (tcmd.AssignTicket, tdecide.assign),
+        (tcmd.RespondToTicket, tdecide.respond),
+        (tcmd.EscalateTicket, tdecide.escalate),
+        (tcmd.ResolveTicket, tdecide.resolve),
+        (tcmd.ReopenTicket, tdecide.reopen),
+        (tcmd.CloseTicket, tdecide.close),
+    ),
+    id_field="ticket_id",
+    stream_type="ticket",
+    fold=fold_ticket,
+)
 
 
 @COMMANDS.handles(scmd.SendSurvey)
