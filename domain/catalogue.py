@@ -7,12 +7,14 @@ from domain.equipment import events as equipment_events
 from domain.events import EVENTS
 from domain.interactions import commands as interaction_commands
 from domain.interactions import events as interaction_events
+from domain.offers import commands as offer_commands  # noqa: F401  (and its events)
 from domain.orders import commands as order_commands
 from domain.orders import events as order_events
 from domain.pipeline import commands as pipeline_commands
 from domain.pipeline import events as pipeline_events
 from domain.products import commands as product_commands
 from domain.products import events as product_events
+from domain.reminders import decide as reminder_decide  # noqa: F401  (its commands and events)
 from domain.subscriptions import commands as subscription_commands
 from domain.subscriptions import events as subscription_events
 from domain.surveys import commands as survey_commands

@@ -19,9 +19,11 @@ from domain.customers.errors import ContactAlreadyRegistered
 from handlers import (  # noqa: F401  (they register their handlers)
     customers,
     interactions,
+    offers,
     orders,
     pipeline,
     products,
+    reminders,
     service,
 )
 from handlers.decision import CommandContext, Decision

@@ -143,6 +143,12 @@ def unmerge(c: cmd.UnmergeCustomers, ctx: CommandContext, deps: Deps) -> Decisio
     return decision
 
 
+@COMMANDS.handles(cmd.AssignOwner)
+def assign_owner(c: cmd.AssignOwner, ctx: CommandContext, deps: Deps) -> Decision:
+    state = load_customer(deps, c.customer_id)
+    return _on_customer(ctx, c, deps, state, decide.assign_owner(state, c))
+
+
 @COMMANDS.handles(cmd.ForgetCustomer)
 def forget(c: cmd.ForgetCustomer, ctx: CommandContext, deps: Deps) -> Decision:
     """The key is deleted before the event is appended: a crash in between leaves a customer

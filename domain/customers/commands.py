@@ -107,6 +107,11 @@ class UnmergeCustomers(CustomerCommand, frozen=True, kw_only=True, tag="customer
     merged_id: UUID
 
 
+class AssignOwner(CustomerCommand, frozen=True, kw_only=True, tag="customer.assign_owner"):
+    customer_id: UUID
+    owner: Label
+
+
 class ForgetCustomer(CustomerCommand, frozen=True, kw_only=True, tag="customer.forget"):
     customer_id: UUID
     reason: Label = "request"

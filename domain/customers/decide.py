@@ -158,6 +158,14 @@ def unmerge(
     )
 
 
+def assign_owner(state: CustomerState, c: cmd.AssignOwner) -> list[DomainEvent]:
+    """Assigning the owner the account already has decides no events."""
+    ensure_live(state)
+    if c.owner == state.owner:
+        return []
+    return [ev.OwnerAssigned(owner=c.owner, previous=state.owner)]
+
+
 def forget(state: CustomerState, c: cmd.ForgetCustomer) -> list[DomainEvent]:
     """Forgetting is allowed for merged customers too: their data is still theirs."""
     if not state.registered:

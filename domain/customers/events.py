@@ -131,6 +131,14 @@ class CustomerReleased(DomainEvent, frozen=True, kw_only=True, tag="customer.rel
 
 
 @EVENTS.register
+class OwnerAssigned(DomainEvent, frozen=True, kw_only=True, tag="customer.owner_assigned"):
+    """The employee who owns the account from now on (reminders are routed to them)."""
+
+    owner: str
+    previous: str | None = None
+
+
+@EVENTS.register
 class CustomerForgotten(DomainEvent, frozen=True, kw_only=True, tag="customer.forgotten"):
     """The customer asked to be forgotten: their data key was deleted, the log stays."""
 

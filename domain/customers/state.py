@@ -44,6 +44,7 @@ class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
     absorbed: frozenset[UUID] = frozenset()
     forgotten: bool = False
     last_occurred_at: datetime | None = None
+    owner: str | None = None
 
     @property
     def registered(self) -> bool:
@@ -123,6 +124,8 @@ def evolve(state: CustomerState, event: DomainEvent) -> CustomerState:
             return replace(state, absorbed=state.absorbed | {event.merged_id})
         case ev.CustomerReleased():
             return replace(state, absorbed=state.absorbed - {event.merged_id})
+        case ev.OwnerAssigned():
+            return replace(state, owner=event.owner)
         case ev.CustomerForgotten():
             return replace(state, forgotten=True, name=None, birth_date=None, contacts={})
     return state

@@ -162,6 +162,15 @@ def mtbf(state: EquipmentState, until: datetime) -> timedelta | None:
     return max(end - state.installed_at, timedelta(0)) / len(state.failures)
 
 
+def time_in_service(state: EquipmentState, until: datetime) -> timedelta:
+    """Installation to retirement or `until`, whichever is first; zero if not yet installed.
+    A fleet's MTBF is the sum of its units' times over the sum of their failures."""
+    if state.installed_at is None:
+        return timedelta(0)
+    end = state.retired_at if state.retired_at is not None and state.retired_at < until else until
+    return max(end - state.installed_at, timedelta(0))
+
+
 def evolve(state: EquipmentState, event: DomainEvent, at: datetime) -> EquipmentState:
     """Apply one event of the equipment's stream, which happened at business time `at` (pure)."""
     match event:

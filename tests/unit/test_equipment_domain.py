@@ -22,6 +22,7 @@ from domain.equipment.state import (
     mtbf,
     next_maintenance_due,
     observed_usage_rate,
+    time_in_service,
     warranty_ends_at,
     warranty_ends_within,
     wear,
@@ -404,3 +405,11 @@ class TestWarrantyAndFailures:
         assert [f.at for f in s.failures] == [T0 + 10 * DAY, T0 + 40 * DAY]
         assert mtbf(s, T0 + 100 * DAY) == 50 * DAY
         assert mtbf(retired(s, 60), T0 + 100 * DAY) == 30 * DAY
+
+    def test_time_in_service_runs_from_installation_to_retirement_or_until(self) -> None:
+        s = registered()
+        assert time_in_service(EquipmentState(equipment_id=uuid4()), T0) == timedelta(0)
+        assert time_in_service(s, T0 + 100 * DAY) == 100 * DAY
+        assert time_in_service(s, T0 - DAY) == timedelta(0)  # not installed yet then
+        assert time_in_service(retired(s, 60), T0 + 100 * DAY) == 60 * DAY
+        assert time_in_service(retired(s, 60), T0 + 30 * DAY) == 30 * DAY
