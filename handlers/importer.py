@@ -57,6 +57,11 @@ REFERENCE_FIELDS = (
     "interaction_id",
     "order_id",
     "deal_id",
+    "equipment_id",
+    "ticket_id",
+    "survey_id",
+    "offer_id",
+    "reminder_id",
     "subscription_id",
 )
 CONTACT_KINDS = ("email", "phone")

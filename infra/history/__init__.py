@@ -2,7 +2,8 @@
 
 `population(config)` is the ground truth (who the customers are, their segment, traits, rates
 and lifecycle); `history(config)` is what the CRM observes of it: `crm import` lines, commerce
-included (the catalogue in `PRODUCTS`, placed in a config's time line by `Catalogue`). The
+included (the catalogue in `PRODUCTS`, placed in a config's time line by `Catalogue`) and the
+service that follows it (equipment, tickets, surveys: `infra.history.service`). The
 package only produces lines; it knows no store.
 """
 

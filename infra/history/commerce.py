@@ -126,6 +126,7 @@ PLAN_CHANGE = 0.04  # up with probability = satisfaction
 PLAN_CANCEL = 0.01  # x 2 (1 - satisfaction), while staying a customer
 RESTART = 0.5  # P(a won-back former subscriber starts a plan again)
 
+FACTS = frozenset(("order.place", "deal.win", "order.ship", "order.deliver", "order.return"))
 _DAY_PATTERN = g.PATTERNS["email"]  # deliveries: mostly daytime
 _OFFICE = g.PATTERNS["call"]
 _HOME = g.PATTERNS["web"]
@@ -172,9 +173,14 @@ def _day(t: float) -> str:
 
 
 def timed_lines(
-    config: HistoryConfig, people: Sequence[LatentCustomer], calendar: Sequence[g.Month]
+    config: HistoryConfig,
+    people: Sequence[LatentCustomer],
+    calendar: Sequence[g.Month],
+    facts: dict[int, list[Event]] | None = None,
 ) -> list[tuple[float, bytes]]:
-    """(business time, line) for the catalogue, the pipelines and every customer's commerce."""
+    """(business time, line) for the catalogue, the pipelines and every customer's commerce;
+    `facts`, if given, receives each customer's emitted order events (by customer index) for
+    the service that follows them (`infra.history.service`)."""
     catalogue = Catalogue(config)
     out: list[tuple[float, bytes]] = []
     ids = names.UuidSequence(catalogue.rng)
@@ -183,7 +189,10 @@ def timed_lines(
         line = {"command": command, "data": data, "command_id": ids.next()}
         out.append((t, _encode(line) + b"\n"))
     for c in people:
-        _Shop(c, config, catalogue, calendar, out).run()
+        shop = _Shop(c, config, catalogue, calendar, out)
+        shop.run()
+        if facts is not None and shop.facts:
+            facts[c.index] = shop.facts
     return out
 
 
@@ -219,6 +228,7 @@ class _Shop:
             (fm.merged_at.timestamp() - 60, fm.unmerged_at.timestamp() + 60) if fm else None
         )
         self.machines: list[tuple[float, str]] = []  # (bought at, machine type)
+        self.facts: list[Event] = []  # order events emitted: what service follows up
         self.spans = self._spans()
         self.qualified = next((s.at.timestamp() for s in c.stages if s.stage == "prospect"), None)
 
@@ -253,6 +263,8 @@ class _Shop:
                 data["occurred_at"] = g.stamp(t)
                 line = {"command": command, "data": data, "command_id": self.ids.next()}
                 self.out.append((t, _encode(line) + b"\n"))
+                if command in FACTS:
+                    self.facts.append((t, command, data))
 
     def uuid(self) -> str:
         return str(m._uuid(self.rng))

@@ -74,7 +74,8 @@ def history(config: HistoryConfig) -> Iterator[bytes]:
 
 def _timed_lines(config: HistoryConfig) -> list[tuple[float, bytes]]:
     """(business time, line) for every line, in the order drawn: customer by customer, then
-    the commerce (catalogue, deals, orders, subscriptions; `infra.history.commerce`)."""
+    the commerce (catalogue, deals, orders, subscriptions; `infra.history.commerce`), then the
+    service that follows the orders (equipment, tickets, surveys; `infra.history.service`)."""
     people = m.population(config)
     by_id = {c.customer_id: c for c in people}
     out: list[tuple[float, bytes]] = []
@@ -83,9 +84,11 @@ def _timed_lines(config: HistoryConfig) -> list[tuple[float, bytes]]:
         writer = _Writer(c, config, out, by_id)
         writer.registry()
         writer.interactions(calendar)
-    from infra.history import commerce  # it builds on this module's helpers
+    from infra.history import commerce, service  # they build on this module's helpers
 
-    out += commerce.timed_lines(config, people, calendar)
+    facts: dict[int, list[commerce.Event]] = {}
+    out += commerce.timed_lines(config, people, calendar, facts)
+    out += service.timed_lines(config, people, facts)
     return out
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from domain.commands import Command
 from domain.interactions.commands import LogInteraction
-from handlers import customers, interactions, orders, pipeline, products  # noqa: F401  (they register the commands)
+from handlers import customers, interactions, orders, pipeline, products, service  # noqa: F401  (they register the commands)
 from handlers.parsing import parse_command, parse_line
 from infra.history import HistoryConfig, LatentCustomer, history, population
 from infra.history.generate import stamp
