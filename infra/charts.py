@@ -12,9 +12,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from projections.demand import DemandReport
+from projections.equipment_view import EquipmentReport
 from projections.orders_view import OrdersReport
 from projections.pipeline_view import PipelineReport
 from projections.retention import RetentionReport
+from projections.satisfaction import SatisfactionReport
+from projections.service_view import ServiceReport
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -122,4 +125,75 @@ def demand_chart(report: DemandReport, path: Path) -> Path:
         bottom = [a + b for a, b in zip(bottom, values, strict=True)]
     segments.set_title("units per price segment")
     segments.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def nps_chart(report: SatisfactionReport, path: Path) -> Path:
+    """NPS per period (with the answers behind each point) beside CSAT per period."""
+    fig, (nps, csat) = plt.subplots(1, 2, figsize=(11, 4.5))
+    periods = [s for s in report.by_period if s.nps is not None]
+    nps.plot([s.key for s in periods], [s.nps for s in periods], marker="o", color="#4C72B0")
+    nps.axhline(0, color="grey", linewidth=0.8)
+    nps.set_title(f"NPS per {report.period} (as of {report.as_of:%Y-%m-%d})")
+    nps.set_ylabel("NPS (promoters - detractors, %)")
+    nps.tick_params(axis="x", labelrotation=60, labelsize=7)
+    answered = [s for s in report.by_period if s.csat is not None]
+    csat.bar([s.key for s in answered], [100 * (s.csat or 0) for s in answered], color="#55A868")
+    csat.set_title(f"CSAT per {report.period}: share of 4 and 5")
+    csat.set_ylabel("%")
+    csat.set_ylim(0, 100)
+    csat.tick_params(axis="x", labelrotation=60, labelsize=7)
+    return _save(fig, path)
+
+
+def sla_chart(report: ServiceReport, path: Path) -> Path:
+    """SLA compliance per severity for first response and resolution, beside the backlog
+    per agent."""
+    fig, (sla, backlog) = plt.subplots(1, 2, figsize=(11, 4.5))
+    rows = [c for c in report.compliance if c.severity != "all"]
+    severities = sorted({c.severity for c in rows}, key=_SEVERITY_ORDER.index)
+    x = range(len(severities))
+    for offset, clock, color in (
+        (-0.2, "first_response", "#4C72B0"),
+        (0.2, "resolution", "#C44E52"),
+    ):
+        share = {c.severity: c.share_met for c in rows if c.sla == clock}
+        sla.bar(
+            [i + offset for i in x],
+            [100 * (share.get(s) or 0) for s in severities],
+            0.4,
+            label=clock.replace("_", " "),
+            color=color,
+        )
+    sla.set_xticks(list(x), severities)
+    sla.set_ylim(0, 100)
+    sla.set_ylabel("% met")
+    sla.set_title(f"SLA compliance (as of {report.as_of:%Y-%m-%d})")
+    sla.legend()
+    agents = report.backlog[:12]
+    backlog.barh([a.agent for a in agents][::-1], [a.total for a in agents][::-1], color="#8172B2")
+    backlog.set_title(f"open tickets per agent ({report.open_tickets} open)")
+    backlog.set_xlabel("tickets")
+    return _save(fig, path)
+
+
+_SEVERITY_ORDER = ["critical", "high", "normal", "low"]
+
+
+def failures_chart(report: EquipmentReport, path: Path) -> Path:
+    """Failures per model (per 100 units) beside the mean time between failures."""
+    fig, (fails, mtbf) = plt.subplots(1, 2, figsize=(11, 4.5))
+    models = sorted(report.failures_by_model, key=lambda m: -m.failures / max(m.units, 1))
+    names = [m.model for m in models]
+    fails.barh(names[::-1], [100 * m.failures / max(m.units, 1) for m in models][::-1])
+    fails.set_title(f"failures per 100 units (as of {report.as_of:%Y-%m-%d})")
+    fails.set_xlabel("failures / 100 units")
+    with_mtbf = [m for m in models if m.mtbf_days is not None]
+    mtbf.barh(
+        [m.model for m in with_mtbf][::-1],
+        [m.mtbf_days or 0 for m in with_mtbf][::-1],
+        color="#C44E52",
+    )
+    mtbf.set_title("mean time between failures")
+    mtbf.set_xlabel("days in service per failure")
     return _save(fig, path)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from domain.reminders.rules import UNASSIGNED
 from handlers.decision import CommandContext
 from handlers.importer import Importer, ImportReport
 from infra.cli.render import show_profile
@@ -26,10 +28,15 @@ from infra.history import HistoryConfig, history, population
 from infra.projector import open_runner, views
 from projections.customer_profile import CHANNELS
 from projections.demand import demand_report
+from projections.equipment_view import equipment_report
+from projections.offers_view import recommend
 from projections.orders_view import orders_report
 from projections.pipeline_view import pipeline_report
+from projections.reminders import reminders_list
 from projections.retention import retention_report
 from projections.runner import Runner
+from projections.satisfaction import satisfaction_report
+from projections.service_view import service_report
 
 DEMO_DIR = Path("demo-out")
 DEMO_DB = DEMO_DIR / "crm-demo.db"
@@ -90,6 +97,7 @@ def run_demo(
             shown = _interesting_customer(runner)
             show_profile(console, views(runner), shown, limit=10)
             show_reports(console, runner, config.now, DEMO_DIR)
+            show_service(console, runner, config.now, DEMO_DIR, shown)
         show_forgotten(console, engine, forgotten)
         return DemoResult(
             customers,
@@ -178,6 +186,76 @@ def show_reports(console: Console, runner: Runner, now: datetime, out: Path) -> 
     )
     cohort_chart(retention, out / "retention-cohorts.png")
     console.print(f"charts: {out}/*.png")
+
+
+def show_service(
+    console: Console, runner: Runner, now: datetime, out: Path, customer: uuid.UUID
+) -> None:
+    """Satisfaction, service and equipment in brief with their charts, the reminders due
+    for the busiest employee, and the next best offers for one customer."""
+    from infra.charts import failures_chart, nps_chart, sla_chart
+
+    sat = satisfaction_report(runner.db, now=now)
+    o = sat.overall
+    if o.nps_answers or o.csat_answers:
+        nps = "n/a" if o.nps is None else f"{o.nps:+.0f}"
+        csat = "n/a" if o.csat is None else f"{o.csat:.0%}"
+        lowest = ", ".join(
+            f"{s.key} {s.nps:+.0f}"
+            for s in sorted(
+                (s for s in sat.by_product if s.nps is not None and s.nps_answers >= 10),
+                key=lambda s: s.nps or 0,
+            )[:3]
+        )
+        console.print(
+            f"\n[bold]satisfaction[/bold]: NPS {nps} from {o.nps_answers:,} answers, CSAT "
+            f"{csat} from {o.csat_answers:,}; lowest NPS per product: {lowest or 'n/a'}"
+        )
+        nps_chart(sat, out / "satisfaction-nps.png")
+    svc = service_report(runner.db, now=now)
+    if svc.compliance:
+        overall = {c.sla: c.share_met for c in svc.compliance if c.severity == "all"}
+        console.print(
+            f"[bold]service[/bold]: {svc.open_tickets:,} open tickets, SLA met: first response "
+            f"{_share(overall.get('first_response'))}, resolution "
+            f"{_share(overall.get('resolution'))}; {len(svc.breaches):,} breaches; busiest "
+            "agents: " + ", ".join(f"{b.agent} {b.total}" for b in svc.backlog[:3])
+        )
+        sla_chart(svc, out / "service-sla.png")
+    eq = equipment_report(runner.db, now=now)
+    if eq.total:
+        worst = sorted(
+            (m for m in eq.failures_by_model if m.mtbf_days is not None),
+            key=lambda m: m.mtbf_days or 0,
+        )[:3]
+        console.print(
+            f"[bold]equipment[/bold]: {eq.total:,} units, "
+            f"{sum(m.overdue for m in eq.maintenance):,} maintenances overdue, "
+            f"{len(eq.warranties_ending):,} warranties ending within 60 days; shortest MTBF: "
+            + ", ".join(f"{m.model} {m.mtbf_days:,.0f} days" for m in worst)
+        )
+        failures_chart(eq, out / "equipment-failures.png")
+    due = reminders_list(runner.db, now=now, due_after=now - timedelta(days=14))
+    if due:
+        named = Counter(r.employee for r in due if r.employee != UNASSIGNED)
+        employee, n = (named or Counter(r.employee for r in due)).most_common(1)[0]
+        mine = [r for r in due if r.employee == employee]
+        console.print(
+            f"[bold]reminders[/bold]: {len(due):,} fell due in the last 14 days; {employee} has "
+            f"{n}, e.g. "
+            + "; ".join(f"{r.effective_at:%m-%d} {r.rule}: {r.reason}" for r in mine[:3])
+            + f"\n  (crm reminders list --employee {employee} --within-days 14)"
+        )
+    offers = recommend(runner.db, customer, now=now, top=3)
+    if offers:
+        console.print(
+            f"[bold]next best offers[/bold] for {str(customer)[:8]}: "
+            + "; ".join(f"{x.sku} via {x.channel} ({x.reasons[0].detail})" for x in offers)
+        )
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
 
 
 def _interesting_customer(runner: Runner) -> uuid.UUID:

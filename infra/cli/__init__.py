@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from infra.cli import commands, projections, reports
+from infra.cli import commands, projections, reports, service
 from infra.errors import InfraError
 from infra.logging import configure_logging
 
@@ -30,6 +30,7 @@ def demo(
 ) -> None:
     """Build demo-out/crm-demo.db from empty: a realistic history, imported and projected."""
     from infra.demo import DEMO_DB, DemoStoreNotOurs, run_demo
+    from projections.catalogue import all_projections
 
     try:
         result = run_demo(console, customers=customers, seed=seed, years=years)
@@ -39,10 +40,13 @@ def demo(
     console.print(
         f"\nDone in {result.seconds:.1f} s: {result.lines:,} commands imported through the bulk "
         f"path, {result.events:,} events in the log (personal data encrypted per customer), "
-        "customer_profile and timeline built.\n"
+        f"{len(all_projections())} views built.\n"
         f"Explore it:\n  export CRM_STORE_URL=sqlite:///{DEMO_DB}\n"
         f"  crm customer show {result.shown}\n"
+        f"  crm recommend {result.shown}\n"
         "  crm projections status\n"
+        "  crm service report --chart sla.png   (and orders, pipeline, satisfaction, ...)\n"
+        "  crm reminders list --within-days 14\n"
         f"  crm do interaction.log_call customer_id={result.shown} direction=in duration_min=4\n"
         f"  sqlite3 {DEMO_DB} 'select name, stage, n_call, n_web, last_contact_at "
         "from customer_profile order by n_call desc limit 5'"
@@ -56,6 +60,11 @@ app.add_typer(reports.pipeline_app, name="pipeline")
 app.add_typer(reports.orders_app, name="orders")
 app.add_typer(reports.retention_app, name="retention")
 app.add_typer(reports.demand_app, name="demand")
+app.add_typer(service.satisfaction_app, name="satisfaction")
+app.add_typer(service.service_app, name="service")
+app.add_typer(service.equipment_app, name="equipment")
+app.add_typer(service.reminders_app, name="reminders")
+app.command("recommend")(service.recommend_offers)
 app.command()(commands.do)
 app.command("import")(commands.import_file)
 app.command()(commands.schema)

@@ -40,3 +40,8 @@ def emit(
         for r in rows:
             table.add_row(*("" if v is None else str(v) for v in r))
         console.print(table)
+
+
+def pct(x: float | None) -> str:
+    """A share as a percentage with one decimal; blank when there is none."""
+    return "" if x is None else f"{x:.1%}"

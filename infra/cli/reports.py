@@ -9,7 +9,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from infra.cli.output import Format, emit
+from infra.cli.output import Format, emit, pct
 from infra.cli.projections import open_projector
 from projections.demand import demand_report
 from projections.orders_view import customer_orders, orders_report
@@ -82,7 +82,7 @@ def pipeline(
         console,
         "conversion",
         ("from", "to", "reached", "converted", "rate"),
-        [(c.from_stage, c.to_stage, c.reached, c.converted, _pct(c.rate)) for c in r.conversion],
+        [(c.from_stage, c.to_stage, c.reached, c.converted, pct(c.rate)) for c in r.conversion],
         fmt,
     )
     emit(
@@ -101,7 +101,7 @@ def pipeline(
             console,
             title,
             ("key", "won", "lost", "rate"),
-            [(w.key, w.won, w.lost, _pct(w.rate)) for w in rows],
+            [(w.key, w.won, w.lost, pct(w.rate)) for w in rows],
             fmt,
         )
     emit(
@@ -169,7 +169,7 @@ def orders(
         console,
         "payment mix",
         ("method", "orders", "share"),
-        [(p.method, p.orders, _pct(p.share)) for p in r.payment_mix],
+        [(p.method, p.orders, pct(p.share)) for p in r.payment_mix],
         fmt,
     )
     emit(
@@ -186,7 +186,7 @@ def orders(
         console,
         "returns per product",
         ("sku", "sold", "returned", "rate"),
-        [(x.sku, x.sold, x.returned, _pct(x.rate)) for x in r.returns],
+        [(x.sku, x.sold, x.returned, pct(x.rate)) for x in r.returns],
         fmt,
     )
     emit(
@@ -205,10 +205,6 @@ def orders(
         err_console.print(
             f"chart: {spend_chart(r, [float(c.net) for c in r.top_customers], chart)}"
         )
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{x:.1%}"
 
 
 retention_app = typer.Typer(
@@ -263,7 +259,7 @@ def retention(
             (
                 c.month,
                 c.customers,
-                *(_pct(x) for x in c.shares[:7]),
+                *(pct(x) for x in c.shares[:7]),
                 *([""] * (7 - len(c.shares[:7]))),
             )
             for c in r.cohorts
