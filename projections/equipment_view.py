@@ -89,33 +89,51 @@ class EquipmentView(FactTable):
         ),
     }
 
+    def __init__(self, cache: int = 200_000) -> None:
+        self.capacity = cache
+        self._states: dict[UUID, EquipmentState] = {}  # folded up to `_at`
+        self._at: tuple[int, int] | None = None  # (generation, position) the cache is right at
+
+    def committed(self, generation: int, position: int) -> None:
+        self._at = (generation, position)
+
+    def forget_cache(self) -> None:
+        self._states, self._at = {}, None
+
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         super().apply(t, events, now)
-        page: dict[UUID, list[tuple[datetime, DomainEvent]]] = defaultdict(list)
+        if self._at != (t.generation, t.position) or len(self._states) > self.capacity:
+            self._states = {}  # rows changed elsewhere (or too many kept): fold them again
+        self._at = None  # until this page commits
+        page: dict[UUID, list[tuple[int, datetime, DomainEvent]]] = defaultdict(list)
         maintained: set[UUID] = set()
         for e in events:
             if isinstance(e.payload, EQUIPMENT_EVENTS):
-                page[e.stream_id].append((e.occurred_at, e.payload))
+                page[e.stream_id].append((e.version, e.occurred_at, e.payload))
                 if isinstance(e.payload, ev.MaintenanceRecorded):
                     maintained.add(e.stream_id)
         if not page:
             return
-        ids = list(page)
+        cached = self._states
+        missing = [i for i in page if i not in cached]
         d = t.dialect
-        earlier: dict[UUID, list[tuple[datetime, DomainEvent]]] = defaultdict(list)
-        for stream_id, at, tag, data in t.fetch_in(  # the facts before this page, one query
+        earlier: dict[UUID, list[tuple[int, datetime, DomainEvent]]] = defaultdict(list)
+        for stream_id, at, tag, data in t.fetch_in(  # facts before this page, one query
             f"SELECT stream_id, at, type, data FROM {{equipment_facts}} "
             f"WHERE position <= {int(t.position)} AND {{in}} ORDER BY position",
             "stream_id",
-            ids,
+            missing,
         ):
-            earlier[d.uuid(stream_id)].append((d.ts(at), decode_fact(tag, data)))  # type: ignore[index]
+            folded = earlier[d.uuid(stream_id)]  # type: ignore[index]
+            folded.append((len(folded) + 1, d.ts(at), decode_fact(tag, data)))  # type: ignore[arg-type]
         states = {}
         for stream_id, new in page.items():
-            history = earlier.get(stream_id, []) + new
-            states[stream_id] = fold(
-                stream_id, [(i, at, p) for i, (at, p) in enumerate(history, 1)]
-            )
+            prior = cached.get(stream_id)
+            if prior is None:
+                states[stream_id] = fold(stream_id, earlier.get(stream_id, []) + new)
+            else:
+                states[stream_id] = fold(stream_id, new, prior)
+            cached[stream_id] = states[stream_id]
         t.replace_rows(
             "equipment_status",
             "equipment_id",
