@@ -4,9 +4,11 @@ returned or declined), accept, decline. One stream per offer."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Protocol, cast
 from uuid import UUID
 
+from domain.customers.state import CustomerState
 from domain.envelope import Envelope
 from domain.equipment.state import fold as fold_equipment
 from domain.offers import commands as cmd
@@ -17,7 +19,7 @@ from domain.offers.state import fold
 from domain.orders.state import fold as fold_order
 from domain.subscriptions.state import fold as fold_subscription
 from handlers.decision import CommandContext, Decision
-from handlers.deps import Deps, business_time, live_customer, load_state, new_id
+from handlers.deps import Deps, business_time, live_customer, load_customer, load_state, new_id
 from handlers.lifecycle import handles_on_stream
 from handlers.products import load_products
 from handlers.registry import COMMANDS
@@ -39,27 +41,45 @@ class CustomerHistory(Protocol):
     ) -> list[Envelope]: ...
 
 
-def _streams(deps: Deps, customer_id: UUID) -> dict[str, dict[UUID, list[Envelope]]]:
-    """The customer's order, subscription, equipment and offer streams, by type and id."""
+def _streams(deps: Deps, customer_ids: Iterable[UUID]) -> dict[str, dict[UUID, list[Envelope]]]:
+    """The customers' order, subscription, equipment and offer streams, by type and id."""
     reader = cast(CustomerHistory, deps.log)
     found: dict[str, dict[UUID, list[Envelope]]] = defaultdict(lambda: defaultdict(list))
-    after = 0
-    while True:
-        page = reader.read_customer(customer_id, after, PAGE)
-        for e in page:
-            if e.stream_type in FOLDS:
-                found[e.stream_type][e.stream_id].append(e)
-        if len(page) < PAGE or page[-1].position is None:
-            return found
-        after = page[-1].position
+    for customer_id in customer_ids:
+        after = 0
+        while True:
+            page = reader.read_customer(customer_id, after, PAGE)
+            for e in page:
+                if e.stream_type in FOLDS:
+                    found[e.stream_type][e.stream_id].append(e)
+            if len(page) < PAGE or page[-1].position is None:
+                break
+            after = page[-1].position
+    return found
+
+
+def with_absorbed(deps: Deps, customer: CustomerState) -> list[UUID]:
+    """The customer and every customer merged into it (through chains): their orders, plans,
+    equipment and offers are the survivor's, as the offers view counts them."""
+    found, todo = [customer.customer_id], list(customer.absorbed)
+    while todo:
+        merged = todo.pop()
+        if merged not in found:
+            found.append(merged)
+            todo.extend(load_customer(deps, merged).absorbed)
+    return found
 
 
 def facts_of(
-    deps: Deps, customer_id: UUID, channels: tuple[str, ...], sku: str
+    deps: Deps,
+    customer_id: UUID,
+    channels: tuple[str, ...],
+    sku: str,
+    merged: Iterable[UUID] = (),
 ) -> tuple[CustomerFacts, dict[str, Product]]:
-    """What the customer holds now (business time by the engine's clock), and the catalogue
-    entries of the skus involved."""
-    streams = _streams(deps, customer_id)
+    """What the customer (with the customers `merged` into it) holds now (business time by
+    the engine's clock), and the catalogue entries of the skus involved."""
+    streams = _streams(deps, [customer_id, *(m for m in merged if m != customer_id)])
     states = {
         kind: [
             FOLDS[kind](i, [(e.version, e.occurred_at, e.payload) for e in events])
@@ -92,7 +112,13 @@ def present(c: cmd.PresentOffer, ctx: CommandContext, deps: Deps) -> Decision:
     state = load_state(deps, c.offer_id or new_id(ctx, "offer"), fold)
     customer = live_customer(deps, c.customer_id)
     at = business_time(c, deps)
-    facts, products = facts_of(deps, c.customer_id, marketing_channels(customer.consents), c.sku)
+    facts, products = facts_of(
+        deps,
+        c.customer_id,
+        marketing_channels(customer.consents),
+        c.sku,
+        merged=with_absorbed(deps, customer),
+    )
     payloads = decide.present(state, c, facts=facts, products=products, customer_live=True, at=at)
     return Decision().add(
         ctx,

@@ -77,7 +77,8 @@ _MARK_EVENTS = (rev.ReminderCompleted, rev.ReminderSnoozed)
 
 class Reminders(Projection):
     name = "reminders"
-    version = 1
+    version = 2  # 2: follows merges (a merged-away customer is no dormant customer)
+    reads_personal = False  # subjects keep no names, free text or a gift's recipient
     handles = frozenset(str(t.__struct_config__.tag) for t in (*SUBJECT_EVENTS, *_MARK_EVENTS))
     tables = {
         "reminders": (

@@ -1,13 +1,14 @@
-"""Events of an offer's stream. The reasons say why it was offered; no personal data here."""
+"""Events of an offer's stream. The reasons say why it was offered (no personal data); the
+reason a customer gives for declining is free text, so personal."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 
-from domain.events import EVENTS, DomainEvent
+from domain.events import EVENTS, PERSONAL, DomainEvent
 
 ReasonKind = Literal[
     "bought_together", "similar_customers", "reorder", "upgrade", "better_plan", "popular"
@@ -40,4 +41,4 @@ class OfferAccepted(DomainEvent, frozen=True, kw_only=True, tag="offer.accepted"
 
 @EVENTS.register
 class OfferDeclined(DomainEvent, frozen=True, kw_only=True, tag="offer.declined"):
-    reason: str | None = None
+    reason: Annotated[str | None, PERSONAL] = None

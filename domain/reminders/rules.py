@@ -12,7 +12,8 @@ Rules (their parameters are one `ReminderPolicy`; business times are the events'
   open (a deal won or lost needs no follow-up).
 - `detractor_call_back`: `detractor_call_back` (1 day) after an NPS answer of 0..6.
 - `dormant_customer`: `dormant_after` (180 days) after the customer's last order (the latest
-  business time an order was placed, cancelled ones included); a new order moves it.
+  business time an order was placed, cancelled ones included); a new order moves it. None
+  for a customer merged into another (it lives on as the survivor) until it is unmerged.
 - `overdue_invoice`: at `overdue_at(due_date)` of an invoice not paid, of an order not
   cancelled; paying or cancelling removes it.
 - `anniversary`: `anniversary_months` (11) after an order with an occasion (a gift), unless
@@ -323,23 +324,26 @@ def anniversary(state: OrderState, *, owner: str, policy: ReminderPolicy) -> lis
 
 
 class Account(msgspec.Struct, frozen=True, kw_only=True):
-    """What every reminder of one customer depends on: whom they go to, the last order, and
-    whether the customer was forgotten (then there are none)."""
+    """What every reminder of one customer depends on: whom they go to, the last order,
+    whether the customer was forgotten (then there are none) and whether it is merged into
+    another (then it is no customer to win back)."""
 
     owner: str
     last_order_at: datetime | None
     forgotten: bool
+    merged: bool = False
 
 
 def account_of(subjects: Iterable[sub.Subject]) -> Account:
     assigned: str | None = None
-    forgotten = False
+    forgotten = merged = False
     deals: list[DealState] = []
     last_order: datetime | None = None
     for s in subjects:
         match s:
             case sub.CustomerFacts():
                 assigned, forgotten = s.owner, s.forgotten
+                merged = s.merged_into is not None
             case sub.DealFacts():
                 deals.append(s.state)
             case sub.OrderFacts():
@@ -347,7 +351,10 @@ def account_of(subjects: Iterable[sub.Subject]) -> Account:
                 if placed is not None and (last_order is None or placed > last_order):
                     last_order = placed
     return Account(
-        owner=account_owner(assigned, deals), last_order_at=last_order, forgotten=forgotten
+        owner=account_owner(assigned, deals),
+        last_order_at=last_order,
+        forgotten=forgotten,
+        merged=merged,
     )
 
 
@@ -376,8 +383,8 @@ def subject_reminders(
 def account_reminders(
     customer_id: UUID, account: Account, policy: ReminderPolicy = DEFAULT_POLICY
 ) -> list[Reminder]:
-    """The reminders of the customer as a whole (dormancy)."""
-    if account.forgotten:
+    """The reminders of the customer as a whole (dormancy); none once merged away."""
+    if account.forgotten or account.merged:
         return []
     return dormant_customer(customer_id, account.last_order_at, owner=account.owner, policy=policy)
 

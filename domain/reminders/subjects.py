@@ -37,11 +37,13 @@ class _Subject(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
 
 
 class CustomerFacts(_Subject, frozen=True, kw_only=True, tag="customer"):
-    """`owner`: the employee the last `customer.owner_assigned` named."""
+    """`owner`: the employee the last `customer.owner_assigned` named; `merged_into`: the
+    survivor it lives on as, while merged."""
 
     customer_id: UUID
     owner: str | None = None
     forgotten: bool = False
+    merged_into: UUID | None = None
 
 
 class EquipmentFacts(_Subject, frozen=True, kw_only=True, tag="equipment"):
@@ -115,7 +117,12 @@ TICKET_EVENTS = (
 )
 ORDER_EVENTS = (oev.OrderPlaced, oev.InvoiceIssued, oev.OrderPaid, oev.OrderCancelled)
 DEAL_EVENTS = (pev.DealOpened, pev.DealAssigned, pev.QuoteSent, pev.DealWon, pev.DealLost)
-CUSTOMER_EVENTS = (cev.OwnerAssigned, cev.CustomerForgotten)
+CUSTOMER_EVENTS = (
+    cev.OwnerAssigned,
+    cev.CustomerForgotten,
+    cev.CustomerMergedInto,
+    cev.CustomerUnmerged,
+)
 EMPLOYEE_PREFIX = "employee:"  # actors that are people of ours, not services
 SUBJECT_EVENTS: tuple[type[DomainEvent], ...] = (
     *CUSTOMER_EVENTS,
@@ -141,7 +148,12 @@ def advance(
     """The subject of `stream_id` after one more event of its stream (None: not a subject)."""
     one = [(version, at, payload)]
     match payload:
-        case cev.OwnerAssigned() | cev.CustomerForgotten():
+        case (
+            cev.OwnerAssigned()
+            | cev.CustomerForgotten()
+            | cev.CustomerMergedInto()
+            | cev.CustomerUnmerged()
+        ):
             facts = (
                 subject
                 if isinstance(subject, CustomerFacts)
@@ -149,6 +161,10 @@ def advance(
             )
             if isinstance(payload, cev.OwnerAssigned):
                 return replace(facts, owner=payload.owner)
+            if isinstance(payload, cev.CustomerMergedInto):
+                return replace(facts, merged_into=payload.survivor_id)
+            if isinstance(payload, cev.CustomerUnmerged):
+                return replace(facts, merged_into=None)
             return replace(facts, forgotten=True)
         case _ if isinstance(payload, EQUIPMENT_EVENTS):
             old = subject if isinstance(subject, EquipmentFacts) else None
