@@ -116,6 +116,7 @@ class _Bands:
 class Demand(Projection):
     name = "demand"
     version = 1
+    reads_personal = False
     handles = frozenset(_TAGS)
     tables = {
         "demand_facts": (

@@ -31,6 +31,7 @@ class FactTable(Projection):
     """Subclass with `name`, `event_types` (payload classes); the table is `<name>_facts`."""
 
     event_types: tuple[type[DomainEvent], ...] = ()
+    reads_personal = False  # facts leave personal fields out
     extra_tables: dict[str, str] = {}  # tables of its own beside the facts
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ types in DDL; parameters are `?`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,8 +32,12 @@ class LogSource(Protocol):
         self, after: int = 0, limit: int = 1000, types: Sequence[str] = (), stop: int | None = None
     ) -> Sequence[Row]: ...
 
-    def decode_rows(self, rows: Sequence[Row]) -> list[Envelope[Any]]:
-        """Decode a page at once; raises on the first row that does not decode."""
+    def decode_rows(
+        self, rows: Sequence[Row], unseal: Container[str] | None = None
+    ) -> list[Envelope[Any]]:
+        """Decode a page at once; raises on the first row that does not decode. Personal
+        fields are opened for the `unseal` types only (None: all); the others carry
+        placeholders."""
         ...
 
     def head(self) -> int: ...

@@ -188,6 +188,9 @@ class Projection:
     handles: ClassVar[frozenset[str]]
     tables: ClassVar[dict[str, str]]  # logical name -> column definitions (a DDL template)
     indexes: ClassVar[tuple[Index, ...]] = ()
+    # Whether `apply` reads personal fields (names, free text, ...). A view that never does
+    # gets them as placeholders and the runner skips their decryption.
+    reads_personal: ClassVar[bool] = True
 
     @property
     def owner(self) -> str:

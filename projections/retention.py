@@ -93,6 +93,7 @@ def monthly(price: Money, period: sev.Period, at: datetime) -> Money:
 class Retention(Projection):
     name = "retention"
     version = 1
+    reads_personal = False
     handles = frozenset(str(cls.__struct_config__.tag) for cls in _EVENTS)
     tables = {
         "retention_customers": (

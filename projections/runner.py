@@ -223,7 +223,8 @@ class Runner:
                 return applied
             end = rows[-1].position
             topics = set().union(*(p.handles for p in behind))
-            items = self._decode([r for r in rows if r.topic in topics])
+            personal = set().union(*(p.handles for p in behind if p.reads_personal))
+            items = self._decode([r for r in rows if r.topic in topics], personal)
             types = [i.type for i in items]
             idle = []
             for p in behind:
@@ -246,14 +247,14 @@ class Runner:
                 progress(end, head)
         return applied
 
-    def _decode(self, rows: Sequence[Row]) -> list[Item]:
+    def _decode(self, rows: Sequence[Row], personal: set[str]) -> list[Item]:
         try:
-            return list(self.source.decode_rows(rows))
+            return list(self.source.decode_rows(rows, personal))
         except Exception:  # find the poison row(s); decode the rest one by one
             items: list[Item] = []
             for row in rows:
                 try:
-                    items.extend(self.source.decode_rows([row]))
+                    items.extend(self.source.decode_rows([row], personal))
                 except Exception as e:
                     items.append(_Undecodable(row, f"{type(e).__name__}: {e}"))
             return items

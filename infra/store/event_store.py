@@ -7,7 +7,7 @@ PostgreSQL, one executemany per batch on SQLite); both keep commit order = posit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -290,9 +290,12 @@ class EventStore:
     ) -> list[LogRow]:
         return self.backend.standard.select_log(after, limit, types, stop)
 
-    def decode_rows(self, rows: Sequence[LogRow]) -> list[Envelope]:
-        """Decode a page of rows read with `read_rows` (the projections' log port)."""
-        return self.codec.decode_many(rows)
+    def decode_rows(
+        self, rows: Sequence[LogRow], unseal: Container[str] | None = None
+    ) -> list[Envelope]:
+        """Decode a page of rows read with `read_rows` (the projections' log port); personal
+        fields opened only for the `unseal` types (None: all)."""
+        return self.codec.decode_many(rows, unseal)
 
     def read(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] = (), stop: int | None = None

@@ -208,6 +208,22 @@ class TestPersonalData:
         assert by_customer[kept].forgotten == ()
         assert by_customer[kept].payload.name == "Zsófia Kovács-Nagy"  # type: ignore[attr-defined]
 
+    def test_a_reader_of_no_personal_fields_gets_placeholders_without_the_keys(
+        self, store: EventStore
+    ) -> None:
+        cid = uuid4()
+        store.append([registered(cid, source="fair")])
+        rows = store.read_rows(0)
+        (opened,) = store.decode_rows(rows, unseal={"customer.registered"})
+        (sealed,) = store.decode_rows(rows, unseal=set())
+        assert opened.payload.name == "Zsófia Kovács-Nagy"  # type: ignore[attr-defined]
+        assert isinstance(sealed.payload, CustomerRegistered)
+        assert (sealed.payload.name, sealed.payload.email) == (FORGOTTEN, None)
+        assert (sealed.payload.source, sealed.forgotten) == ("fair", ())  # sealed, not forgotten
+        store.forget_keys(cid)  # a reader that unseals nothing never needs the key
+        (after,) = store.decode_rows(rows, unseal=set())
+        assert after.payload == sealed.payload
+
     def test_nothing_personal_can_be_written_for_a_forgotten_customer(
         self, store: EventStore
     ) -> None:
