@@ -188,8 +188,11 @@ def evolve(state: EquipmentState, event: DomainEvent, at: datetime) -> Equipment
                 registered_at=at,
             )
         case ev.UsageRecorded():
+            reading = Reading(at=at, value=event.reading)
+            if not state.readings or state.readings[-1] <= reading:  # the usual, in order
+                return replace(state, readings=(*state.readings, reading))
             readings = list(state.readings)
-            insort(readings, Reading(at=at, value=event.reading), key=lambda r: (r.at, r.value))
+            insort(readings, reading)  # a late reading: in (at, value) order
             return replace(state, readings=tuple(readings))
         case ev.MaintenancePlanSet():
             return replace(state, every_days=event.every_days, every_usage=event.every_usage)
