@@ -72,7 +72,7 @@ def by_rule(reminders: list) -> dict[str, list[tuple[datetime, str]]]:
     out: dict[str, list[tuple[datetime, str]]] = {}
     for r in reminders:
         out.setdefault(r.rule, []).append((r.due_at, r.employee))
-    return out
+    return {rule: sorted(found) for rule, found in out.items()}  # subjects' ids are random
 
 
 class TestOwnerAssignment:
