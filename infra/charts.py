@@ -197,3 +197,30 @@ def failures_chart(report: EquipmentReport, path: Path) -> Path:
     mtbf.set_title("mean time between failures")
     mtbf.set_xlabel("days in service per failure")
     return _save(fig, path)
+
+
+def campaign_chart(
+    title: str,
+    funnel: Sequence[tuple[str, int]],
+    conversion: Sequence[tuple[str, float | None, int]],
+    path: Path,
+) -> Path:
+    """A campaign's funnel (customers at each step, with the share of those sent) beside the
+    conversion rate of the customers sent to and of the holdout (`(group, rate, customers)`)."""
+    fig, (steps, groups) = plt.subplots(1, 2, figsize=(11, 4.5))
+    names = [n for n, _ in funnel]
+    counts = [c for _, c in funnel]
+    bars = steps.barh(names[::-1], counts[::-1], color="#4C72B0")
+    top = counts[0] if counts else 0
+    for bar, n in zip(bars, counts[::-1], strict=True):
+        share = f"  {n / top:.0%}" if top else ""
+        steps.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, share, va="center")
+    steps.set_title(title)
+    steps.set_xlabel("customers")
+    labels = [f"{g} ({n})" for g, _, n in conversion]
+    rates = [100 * (r or 0) for _, r, _ in conversion]
+    groups.bar(labels, rates, color=["#55A868", "#8C8C8C"])
+    groups.set_ylim(0, max([*rates, 1.0]) * 1.15)
+    groups.set_ylabel("% ordered within the attribution window")
+    groups.set_title("conversion: sent vs holdout")
+    return _save(fig, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.campaigns import CampaignsView
 from projections.customer_profile import CustomerProfile
 from projections.demand import Demand
 from projections.equipment_view import EquipmentView
@@ -29,4 +30,5 @@ def all_projections() -> list[Projection]:
         ServiceView(),
         Reminders(),
         EquipmentView(),
+        CampaignsView(),
     ]
