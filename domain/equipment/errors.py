@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from domain import errors
 from domain.errors import DomainError
 
 
@@ -78,14 +79,5 @@ class CustomerNotLive(EquipmentError):
         self.customer_id = customer_id
 
 
-class EventBeforeLast(EquipmentError):
-    """A lifecycle stream moves forward in business time (DESIGN.md, "Time"); readings are
-    exempt."""
-
-    code = "event_before_last"
-
-    def __init__(self, stream_id: UUID, last: datetime, at: datetime) -> None:
-        super().__init__(f"{at.isoformat()} is before the last event of {stream_id} ({last})")
-        self.stream_id = stream_id
-        self.last = last
-        self.at = at
+class EventBeforeLast(errors.EventBeforeLast, EquipmentError):
+    """A lifecycle stream moves forward in business time; readings are exempt."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
+from domain import errors
 from domain.errors import DomainError
 
 
@@ -100,13 +100,5 @@ class CustomerNotLive(OfferError):
         self.customer_id = customer_id
 
 
-class EventBeforeLast(OfferError):
-    """A lifecycle stream moves forward in business time (DESIGN.md, "Time")."""
-
-    code = "event_before_last"
-
-    def __init__(self, stream_id: UUID, last: datetime, at: datetime) -> None:
-        super().__init__(f"{at.isoformat()} is before the last event of {stream_id} ({last})")
-        self.stream_id = stream_id
-        self.last = last
-        self.at = at
+class EventBeforeLast(errors.EventBeforeLast, OfferError):
+    """A lifecycle stream moves forward in business time."""

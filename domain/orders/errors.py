@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
+from domain import errors
 from domain.errors import DomainError
 from domain.money import Money
 
@@ -168,13 +168,5 @@ class InvoiceAlreadyIssued(OrderError):
         self.number = number
 
 
-class EventBeforeLast(OrderError):
-    """A lifecycle stream moves forward in business time (DESIGN.md, "Time")."""
-
-    code = "event_before_last"
-
-    def __init__(self, stream_id: UUID, last: datetime, at: datetime) -> None:
-        super().__init__(f"{at.isoformat()} is before the last event of {stream_id} ({last})")
-        self.stream_id = stream_id
-        self.last = last
-        self.at = at
+class EventBeforeLast(errors.EventBeforeLast, OrderError):
+    """A lifecycle stream moves forward in business time."""
