@@ -1,5 +1,6 @@
 """Imports every module that registers event types and commands, so that both are complete."""
 
+from domain.audiences import events as audience_events  # noqa: F401  (registry events)
 from domain.campaigns import decide as campaign_decide  # noqa: F401  (its commands and events)
 from domain.customers import commands as customer_commands
 from domain.customers import events as customer_events

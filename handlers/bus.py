@@ -17,6 +17,7 @@ import structlog
 from domain.commands import Command
 from domain.customers.errors import ContactAlreadyRegistered
 from handlers import (  # noqa: F401  (they register their handlers)
+    audiences,
     campaigns,
     customers,
     interactions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.audiences import Audiences
 from projections.campaigns import CampaignsView
 from projections.customer_profile import CustomerProfile
 from projections.demand import Demand
@@ -31,4 +32,5 @@ def all_projections() -> list[Projection]:
         Reminders(),
         EquipmentView(),
         CampaignsView(),
+        Audiences(),
     ]

@@ -188,9 +188,10 @@ class Projection:
     handles: ClassVar[frozenset[str]]
     tables: ClassVar[dict[str, str]]  # logical name -> column definitions (a DDL template)
     indexes: ClassVar[tuple[Index, ...]] = ()
-    # Whether `apply` reads personal fields (names, free text, ...). A view that never does
-    # gets them as placeholders and the runner skips their decryption.
-    reads_personal: ClassVar[bool] = True
+    # Whether `apply` reads personal fields (names, free text, ...): True, False, or the event
+    # types whose personal fields it reads. The others come with placeholders, and the runner
+    # skips their decryption.
+    reads_personal: ClassVar[bool | frozenset[str]] = True
 
     @property
     def owner(self) -> str:

@@ -223,7 +223,7 @@ class Runner:
                 return applied
             end = rows[-1].position
             topics = set().union(*(p.handles for p in behind))
-            personal = set().union(*(p.handles for p in behind if p.reads_personal))
+            personal = set().union(*(_personal(p) for p in behind))
             items = self._decode([r for r in rows if r.topic in topics], personal)
             types = [i.type for i in items]
             idle = []
@@ -690,6 +690,14 @@ class Runner:
         return tx.fetch(_resolve(template, self._system_names(), self.db.dialect), params)
 
 
+def _personal(p: Projection) -> frozenset[str]:
+    """The event types whose personal fields `p` reads."""
+    wanted = p.reads_personal
+    if wanted is True:
+        return p.handles
+    return frozenset() if wanted is False else p.handles & wanted
+
+
 class _Shadow(Projection):
     """A projection filling a new generation of another's tables (rebuild)."""
 
@@ -698,6 +706,7 @@ class _Shadow(Projection):
         self.real_name = inner.name
         self.name = f"{inner.name}#rebuild"  # type: ignore[misc]
         self.handles = inner.handles  # type: ignore[misc]
+        self.reads_personal = inner.reads_personal  # type: ignore[misc]
         self.tables = inner.tables  # type: ignore[misc]
         self.generation = generation
 

@@ -75,11 +75,17 @@ def for_type(t: mi.Type) -> st.SearchStrategy[Any]:
             return st.dictionaries(for_type(t.key_type), for_type(t.value_type), max_size=4)
         case mi.UnionType():
             return st.one_of(*(for_type(u) for u in t.types))
-        case mi.StructType():
-            return _struct(t)
+        case mi.StructType():  # deferred and shared: recursive types (a rule's AST) terminate
+            found = _STRUCTS.get(t.cls)
+            if found is None:
+                found = _STRUCTS[t.cls] = st.deferred(lambda: _struct(t))
+            return found
         case mi.AnyType():
             return st.one_of(st.none(), st.integers(-1000, 1000), st.text(max_size=10))
     raise NotImplementedError(f"no strategy for {t!r}: extend tests/strategies.py")
+
+
+_STRUCTS: dict[type, st.SearchStrategy[Any]] = {}
 
 
 def _struct(t: mi.StructType) -> st.SearchStrategy[Any]:

@@ -91,3 +91,40 @@ class UnknownAudience(RuleError):
         super().__init__(f"audience {referrer!r} refers to {name!r}, which is not defined")
         self.name = name
         self.referrer = referrer
+
+
+class AudienceAlreadyDefined(RuleError):
+    """A name is defined once; `audience.change` gives it a new rule version."""
+
+    code = "audience_already_defined"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"audience {name!r} is already defined; change it instead")
+        self.name = name
+
+
+class AudienceNotFound(RuleError):
+    code = "audience_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no audience {name!r} is defined")
+        self.name = name
+
+
+class AudienceRetired(RuleError):
+    code = "audience_retired"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"audience {name!r} is retired")
+        self.name = name
+
+
+class AudienceInUse(RuleError):
+    """An audience another live audience refers to through `member(...)` stays."""
+
+    code = "audience_in_use"
+
+    def __init__(self, name: str, users: list[str]) -> None:
+        super().__init__(f"audience {name!r} is used by {', '.join(users)}; retire them first")
+        self.name = name
+        self.users = users

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from infra.cli import campaigns, commands, projections, reports, service
+from infra.cli import audiences, campaigns, commands, projections, reports, service
 from infra.errors import InfraError
 from infra.logging import configure_logging
 
@@ -65,6 +65,7 @@ app.add_typer(service.service_app, name="service")
 app.add_typer(service.equipment_app, name="equipment")
 app.add_typer(service.reminders_app, name="reminders")
 app.add_typer(campaigns.campaign_app, name="campaign")
+app.add_typer(audiences.audience_app, name="audience")
 app.command("recommend")(service.recommend_offers)
 app.command()(commands.do)
 app.command("import")(commands.import_file)

@@ -373,6 +373,21 @@ class SqliteContactIndex:
             c.execute(statement, params)
 
 
+def _synchronous(datastore: SQLiteDatastore, mode: str) -> None:
+    """Every connection of the pool gets `PRAGMA synchronous=<mode>` (per connection)."""
+    if mode == "full":
+        return  # SQLite's default
+    create = datastore.pool._create_connection
+
+    def connect() -> Any:
+        conn = create()
+        conn.cursor().execute(f"PRAGMA synchronous={mode.upper()}")
+        conn.cursor().execute("PRAGMA wal_autocheckpoint=50000")
+        return conn
+
+    datastore.pool._create_connection = connect  # type: ignore[method-assign]
+
+
 class SqliteBackend:
     """The recorders, tracking recorder and key vault of one SQLite file."""
 
@@ -382,6 +397,7 @@ class SqliteBackend:
         if url.target != ":memory:":
             url.path.parent.mkdir(parents=True, exist_ok=True)
         self.datastore = SQLiteDatastore(db_name=url.target, lock_timeout=30)
+        _synchronous(self.datastore, url.synchronous)
         self.standard = SqliteLogRecorder(self.datastore)
         self.bulk = SqliteBulkLogRecorder(self.datastore)
         self.tracking = SQLiteTrackingRecorder(self.datastore)

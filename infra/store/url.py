@@ -22,6 +22,9 @@ class StoreURL:
     scheme: str
     target: str
     schema: str = ""
+    synchronous: str = (
+        "full"  # SQLite: `?synchronous=normal` trades the last commits on power loss for speed
+    )
 
     @property
     def path(self) -> Path:
@@ -33,6 +36,9 @@ def parse_store_url(url: str) -> StoreURL:
 
     As in SQLAlchemy, what follows `sqlite:///` is the path: relative unless it starts with `/`.
     A PostgreSQL URL may carry `?schema=NAME` to keep the tables in a schema of their own.
+    A SQLite URL may carry `?synchronous=normal` (default `full`): with the write-ahead log a
+    commit then skips its fsync, so a power loss (never a crashed process) may undo the last
+    commits; for a store that can be rebuilt, such as the demo's.
     """
     url = url.strip()
     scheme, sep, rest = url.partition("://")
@@ -46,10 +52,16 @@ def parse_store_url(url: str) -> StoreURL:
             raise BadStoreURL(
                 f"{url!r}: a SQLite URL is sqlite:///relative.db or sqlite:////absolute.db"
             )
-        path = rest[1:]
+        path, _, options = rest[1:].partition("?")
         if not path:
             raise BadStoreURL(f"{url!r} names no database file")
-        return StoreURL("sqlite", path)
+        query = dict(parse_qsl(options, keep_blank_values=True))
+        synchronous = query.pop("synchronous", "full").lower()
+        if synchronous not in {"full", "normal"} or query:
+            raise BadStoreURL(
+                f"{url!r}: a SQLite URL takes only ?synchronous=full or ?synchronous=normal"
+            )
+        return StoreURL("sqlite", path, synchronous=synchronous)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         parts = urlsplit("postgresql://" + rest)
         query = parse_qsl(parts.query, keep_blank_values=True)

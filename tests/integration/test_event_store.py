@@ -423,3 +423,15 @@ class TestReadCustomer:
             store.read_customer(cid, after=events[1].position or 0, limit=1)[0].stream_id
             == calls[1].stream_id
         )
+
+
+def test_sqlite_synchronous_normal_is_set_on_every_connection(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/fast.db?synchronous=normal", env={})
+    try:
+        store.append([registered()])
+        with store.backend.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+            c.execute("PRAGMA synchronous")
+            assert c.fetchone()[0] == 1  # NORMAL
+        assert store.head() == 1
+    finally:
+        store.close()

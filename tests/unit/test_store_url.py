@@ -34,3 +34,12 @@ class TestStoreURL:
     def test_bad_urls_say_what_is_expected(self, url: str) -> None:
         with pytest.raises(BadStoreURL):
             parse_store_url(url)
+
+    def test_sqlite_synchronous_option(self) -> None:
+        assert parse_store_url("sqlite:///crm.db").synchronous == "full"
+        parsed = parse_store_url("sqlite:///demo/crm.db?synchronous=NORMAL")
+        assert (parsed.target, parsed.synchronous) == ("demo/crm.db", "normal")
+        with pytest.raises(BadStoreURL, match="synchronous"):
+            parse_store_url("sqlite:///crm.db?synchronous=off")
+        with pytest.raises(BadStoreURL, match="synchronous"):
+            parse_store_url("sqlite:///crm.db?cache=shared")

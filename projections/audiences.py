@@ -1,0 +1,823 @@
+"""`audiences`: live membership of every audience, exact as events arrive and as time passes.
+
+- `audience_defs`: the registry (name, version, rule AST and text, retired).
+- `audience_histories`: each customer's own facts (profile changes, consents, orders with
+  their returns and cancellations, plans, NPS answers, merge links) as one JSON document;
+  `audience_events`: its events (payloads without their personal fields), one row per
+  customer and page, written once. The birth date IS kept (age needs it):
+  so this view opens the personal fields of the two events that carry it (registration and
+  profile update; every other event comes with placeholders) and blanks it on
+  `customer.forgotten`; a forgotten customer is in no audience.
+- `audience_members`: who is in each audience now (rule version, since, the values and event
+  positions behind the answer); `audience_changes`: every entry and exit, with the clock time
+  it was seen, the log position that caused it (None when time alone did), values, positions.
+
+A page folds its events into the touched customers' facts (read once per page for customers
+not cached), then evaluates every live audience for the customers whose answer may change
+(a merged customer's facts count under the survivor, once), at the projector's `now`, in
+dependency order (`member(x)` reads x's answer just computed). Each evaluated customer gets one
+timer at the earliest time its answer can change with no new event (a window edge, a
+birthday, a fact with a later business time): `on_timers` evaluates those customers then.
+A new or changed definition evaluates every customer (the slow path).
+
+Merges are applied as the log knows them now, for every T: the duplicate's whole history is
+the survivor's (a merge corrects a duplicate; it does not start at its business time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from domain.audiences import events as aev
+from domain.audiences.ast import RULE_DECODER, Rule
+from domain.audiences.evaluate import (
+    ConsentFact,
+    CustomerHistory,
+    Evaluation,
+    EventFact,
+    NpsFact,
+    OrderFact,
+    PlanFact,
+    evaluator,
+)
+from domain.audiences.state import Definition, dependency_order
+from domain.customers import events as cev
+from domain.envelope import Envelope
+from domain.events import EVENTS
+from domain.orders import events as oev
+from domain.subscriptions import events as sev
+from domain.surveys import events as suv
+from projections.ports import ProjectionDB
+from projections.projection import Index, Projection, Tables, Timer, _resolve
+
+PROFILE = ("gender", "income_band", "kind", "stage", "source", "birth_date")
+SKIPPED = ("audience.", "reminder.", "campaign.")  # nothing a rule reads about a customer
+
+
+class ProfileFact(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    at: datetime
+    position: int
+    name: str
+    value: str | None
+
+
+class OrderRecord(msgspec.Struct, array_like=True, gc=False):
+    """An order as placed, with the refunds and the cancellation that change its net worth."""
+
+    at: datetime
+    position: int
+    total: Decimal
+    refunds: list[tuple[datetime, Decimal]] = []
+    cancelled_at: datetime | None = None
+
+
+class _Core(msgspec.Struct, kw_only=True, gc=False):
+    """A customer's facts but its events: small, rewritten whole when they change."""
+
+    profile: list[ProfileFact] = []
+    consents: list[ConsentFact] = []
+    orders: dict[str, OrderRecord] = {}
+    plans: list[PlanFact] = []
+    nps: list[NpsFact] = []
+    merged_into: UUID | None = None
+    absorbed: list[UUID] = []
+    forgotten: bool = False
+
+
+class Facts(_Core, kw_only=True, gc=False):
+    """One customer's own facts (not those of customers merged into it). Its events are kept
+    apart (`audience_events`, one row per customer and page, written once)."""
+
+    events: list[EventFact] = []
+
+
+class _StoredEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    occurred_at: datetime
+    position: int
+    tag: str
+    payload: msgspec.Raw
+
+
+_enc = msgspec.json.Encoder(decimal_format="number")
+_core_dec = msgspec.json.Decoder(_Core)
+_events_dec = msgspec.json.Decoder(list[_StoredEvent])
+_CORE_FIELDS = _Core.__struct_fields__
+_values_dec = msgspec.json.Decoder(dict[str, Any])
+_positions_dec = msgspec.json.Decoder(list[int])
+
+
+@cache
+def _payload_decoder(tag: str) -> msgspec.json.Decoder[Any]:
+    spec = EVENTS.get(tag)
+    assert spec is not None, tag
+    return msgspec.json.Decoder(spec.cls)
+
+
+def decode_facts(data: str | bytes) -> Facts:
+    core = _core_dec.decode(data)
+    return Facts(**{k: getattr(core, k) for k in _CORE_FIELDS})
+
+
+def encode_core(f: Facts) -> str:
+    return _enc.encode(_Core(**{k: getattr(f, k) for k in _CORE_FIELDS})).decode()
+
+
+def decode_events(data: str | bytes) -> list[EventFact]:
+    return [
+        EventFact(e.occurred_at, e.position, e.tag, _payload_decoder(e.tag).decode(e.payload))
+        for e in _events_dec.decode(data)
+    ]
+
+
+def read_facts(
+    rows: Iterable[tuple[Any, ...]], event_rows: Iterable[tuple[Any, ...]], uuid: Any
+) -> dict[UUID, Facts]:
+    """Facts from rows of `audience_histories` and `audience_events` (in position order)."""
+    out = {uuid(c): decode_facts(data) for c, data in rows}
+    for c, data in event_rows:
+        f = out.get(uuid(c))
+        if f is not None:
+            f.events.extend(decode_events(data))
+    return out
+
+
+_TAGS: dict[type, str] = {s.cls: s.tag for s in EVENTS}
+
+
+def _public(e: Envelope[Any]) -> Any:
+    """The payload with its personal fields as placeholders (they are not kept here)."""
+    spec = EVENTS.get(e.type)
+    if spec is None or not spec.personal:
+        return e.payload
+    return msgspec.structs.replace(e.payload, **spec.placeholders)
+
+
+def fold_event(f: Facts, e: Envelope[Any]) -> None:
+    """Add one event of the customer to its facts (log order)."""
+    p, at, pos = e.payload, e.occurred_at, e.position or 0
+    if not f.forgotten:
+        f.events.append(EventFact(at, pos, _TAGS[type(p)], _public(e)))
+    match p:
+        case cev.CustomerRegistered():
+            birth = None if "birth_date" in e.forgotten or p.birth_date is None else p.birth_date
+            values = {
+                "gender": p.gender,
+                "income_band": p.income_band,
+                "kind": p.kind,
+                "stage": p.stage,
+                "source": p.source,
+                "birth_date": birth.isoformat() if birth is not None and not f.forgotten else None,
+            }
+            f.profile.extend(ProfileFact(at, pos, k, v) for k, v in values.items())
+        case cev.ProfileUpdated():
+            for k in ("gender", "income_band"):
+                if getattr(p, k) is not None:
+                    f.profile.append(ProfileFact(at, pos, k, getattr(p, k)))
+            if p.birth_date is not None and "birth_date" not in e.forgotten and not f.forgotten:
+                f.profile.append(ProfileFact(at, pos, "birth_date", p.birth_date.isoformat()))
+        case cev.StageChanged():
+            f.profile.append(ProfileFact(at, pos, "stage", p.stage))
+        case cev.ConsentGranted() | cev.ConsentWithdrawn():
+            granted = isinstance(p, cev.ConsentGranted)
+            f.consents.append(ConsentFact(at, pos, p.consent_channel, p.purpose, granted))
+        case cev.CustomerMergedInto():
+            f.merged_into = p.survivor_id
+        case cev.CustomerUnmerged():
+            f.merged_into = None
+        case cev.CustomerAbsorbed():
+            if p.merged_id not in f.absorbed:
+                f.absorbed.append(p.merged_id)
+        case cev.CustomerReleased():
+            f.absorbed = [m for m in f.absorbed if m != p.merged_id]
+        case cev.CustomerForgotten():
+            f.forgotten = True
+            f.profile = [x for x in f.profile if x.name != "birth_date"]
+        case oev.OrderPlaced():
+            f.orders[str(e.stream_id)] = OrderRecord(at, pos, p.total.amount)
+        case oev.OrderReturned():
+            order = f.orders.get(str(e.stream_id))
+            if order is not None:
+                order.refunds.append((at, p.refund.amount))
+        case oev.OrderCancelled():
+            order = f.orders.get(str(e.stream_id))
+            if order is not None and order.cancelled_at is None:
+                order.cancelled_at = at
+        case sev.SubscriptionStarted():
+            f.plans.append(PlanFact(at, pos, str(e.stream_id), p.plan))
+        case sev.PlanChanged():
+            f.plans.append(PlanFact(at, pos, str(e.stream_id), p.new_plan))
+        case sev.SubscriptionCancelled():
+            f.plans.append(PlanFact(p.effective_at, pos, str(e.stream_id), None))
+        case suv.SurveyAnswered() if p.kind == "nps":
+            f.nps.append(NpsFact(at, pos, p.score))
+
+
+def history_at(group: Sequence[Facts], at: datetime) -> tuple[CustomerHistory, datetime | None]:
+    """The evaluator's history of a customer (`group[0]`, with the customers merged into it)
+    at business time `at`, and the earliest later time a fact the evaluator cannot see
+    (a profile change, a refund or cancellation) changes it."""
+    own = group[0]
+    edge: datetime | None = None
+
+    def later(t: datetime) -> None:
+        nonlocal edge
+        if edge is None or t < edge:
+            edge = t
+
+    profile: dict[str, ProfileFact] = {}
+    for x in own.profile:
+        if x.at > at:
+            later(x.at)
+        elif (cur := profile.get(x.name)) is None or (x.at, x.position) > (cur.at, cur.position):
+            profile[x.name] = x
+    h = CustomerHistory(**{k: v.value for k, v in profile.items() if k != "birth_date"})
+    birth = profile.get("birth_date")
+    h.birth_date = date.fromisoformat(birth.value) if birth and birth.value else None
+    for f in group:
+        h.consents.extend(f.consents)
+        h.events.extend(f.events)
+        h.plans.extend(f.plans)
+        h.nps.extend(f.nps)
+        for o in f.orders.values():
+            net = o.total
+            if o.cancelled_at is not None:
+                if o.cancelled_at <= at:
+                    net = Decimal(0)
+                else:
+                    later(o.cancelled_at)
+            if net:
+                for t, refund in o.refunds:
+                    if t <= at:
+                        net -= refund
+                    else:
+                        later(t)
+            h.orders.append(OrderFact(o.at, o.position, net))
+    return h, edge
+
+
+def evaluate_all(
+    defs: Sequence[Definition], group: Sequence[Facts], at: datetime
+) -> tuple[dict[str, Evaluation], datetime | None]:
+    """Every audience (in dependency order) for one customer at `at`; the next change."""
+    history, edge = history_at(group, at)
+    results: dict[str, Evaluation] = {}
+    answers: dict[str, bool] = {}
+    for d in defs:
+        r = evaluator(d.rule).evaluate(history, at, answers)
+        results[d.name] = r
+        answers[d.name] = r.member
+        if r.next_change is not None and (edge is None or r.next_change < edge):
+            edge = r.next_change
+    return results, edge
+
+
+class _Member(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    version: int
+    since: datetime
+    values: str
+    positions: str
+
+
+def _key(audience: str, customer: UUID) -> str:
+    return f"{audience}/{customer}"
+
+
+MEMBER_COLUMNS = ("key", "audience", "customer_id", "version", "since", "vals", "positions")
+CHANGE_COLUMNS = (
+    "audience",
+    "customer_id",
+    "version",
+    "kind",
+    "at",
+    "position",
+    "vals",
+    "positions",
+)
+
+
+class Audiences(Projection):
+    name = "audiences"
+    version = 1
+    # the birth date (age), blanked on customer.forgotten; no other personal field
+    reads_personal = frozenset({"customer.registered", "customer.profile_updated"})
+    handles = frozenset(
+        s.tag for s in EVENTS if not s.tag.startswith(SKIPPED) or s.tag.startswith("audience.")
+    )
+    tables = {
+        "audience_defs": (
+            "name {text} PRIMARY KEY, version {int} NOT NULL, text {text} NOT NULL, "
+            "rule {text} NOT NULL, retired {bool} NOT NULL, position {int} NOT NULL"
+        ),
+        "audience_histories": "customer_id {uuid} PRIMARY KEY, data {text} NOT NULL",
+        "audience_events": (
+            "customer_id {uuid} NOT NULL, position {int} NOT NULL, data {text} NOT NULL, "
+            "PRIMARY KEY (customer_id, position)"
+        ),
+        "audience_members": (
+            "key {text} PRIMARY KEY, audience {text} NOT NULL, customer_id {uuid} NOT NULL, "
+            "version {int} NOT NULL, since {ts} NOT NULL, vals {text} NOT NULL, "
+            "positions {text} NOT NULL"
+        ),
+        "audience_changes": (
+            "audience {text} NOT NULL, customer_id {uuid} NOT NULL, version {int} NOT NULL, "
+            "kind {text} NOT NULL, at {ts} NOT NULL, position {int}, vals {text} NOT NULL, "
+            "positions {text} NOT NULL"
+        ),
+    }
+    indexes = (
+        Index("audience", "audience_members", "audience"),
+        Index("customer", "audience_members", "customer_id"),
+        Index("customer", "audience_changes", "customer_id, audience"),
+    )
+
+    def __init__(self, cache: int = 200_000) -> None:
+        self.capacity = cache
+        self._facts: dict[UUID, Facts] = {}
+        self._members: dict[UUID, dict[str, _Member]] = {}
+        self._defs: dict[str, Definition] | None = None
+        self._all_loaded = False
+        self._at: tuple[int, int] | None = None
+
+    def committed(self, generation: int, position: int) -> None:
+        self._at = (generation, position)
+
+    def forget_cache(self) -> None:
+        self._facts, self._members, self._defs, self._all_loaded, self._at = (
+            {},
+            {},
+            None,
+            False,
+            None,
+        )
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
+        if self._at != (t.generation, t.position) or len(self._facts) > self.capacity:
+            self.forget_cache()
+        self._at = None  # until this page commits
+        defs = self._load_defs(t)
+        by_customer: dict[UUID, list[Envelope[Any]]] = {}
+        changed_defs: dict[str, tuple[Definition, int]] = {}
+        for e in events:
+            p = e.payload
+            if isinstance(p, aev.AUDIENCE_EVENTS):
+                changed_defs[p.name] = (self._define(defs, p), e.position or 0)
+            elif e.customer_id is not None:
+                by_customer.setdefault(e.customer_id, []).append(e)
+        touched = list(by_customer)
+        self._load_facts(t, touched)
+        before = {c: self._root(c) for c in touched}
+        new_events = []
+        for c, mine in by_customer.items():
+            f = self._facts[c]
+            known = len(f.events)
+            for e in mine:
+                fold_event(f, e)
+            if len(f.events) > known:
+                added = f.events[known:]
+                new_events.append((c, added[-1].position, _enc.encode(added).decode()))
+        self._load_facts(t, touched)  # survivors named by this page's merges
+        t.replace_rows(
+            "audience_histories",
+            "customer_id",
+            ("customer_id", "data"),
+            [(c, encode_core(self._facts[c])) for c in touched],
+        )
+        t.insert_many("audience_events", ("customer_id", "position", "data"), new_events)
+        if changed_defs:
+            t.replace_rows(
+                "audience_defs",
+                "name",
+                ("name", "version", "text", "rule", "retired", "position"),
+                [
+                    (d.name, d.version, d.text, _enc.encode(d.rule).decode(), d.retired, pos)
+                    for d, pos in changed_defs.values()
+                ],
+            )
+            self._load_all(t)
+            affected: Iterable[UUID] = list(self._facts)
+        else:
+            if not any(not d.retired for d in defs.values()):
+                return  # no live audience: nothing to evaluate
+            cause = {c: by_customer[c][-1].position for c in touched}
+            affected = {*touched, *before.values(), *(self._root(c) for c in touched)}
+            self._evaluate(t, affected, now, cause)
+            return
+        last = events[-1].position
+        self._evaluate(t, affected, now, dict.fromkeys(self._facts, last))
+
+    def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
+        self._load_defs(t)
+        customers = [UUID(x.key) for x in timers]
+        self._load_facts(t, customers)
+        self._evaluate(t, customers, now, {})
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _define(self, defs: dict[str, Definition], p: Any) -> Definition:
+        if isinstance(p, aev.AudienceRetired):
+            old = defs[p.name]
+            d = Definition(
+                name=p.name, version=p.version, text=old.text, rule=old.rule, retired=True
+            )
+        else:
+            d = Definition(name=p.name, version=p.version, text=p.text, rule=p.rule)
+        defs[p.name] = d
+        return d
+
+    def _load_defs(self, t: Tables) -> dict[str, Definition]:
+        if self._defs is None:
+            self._defs = {
+                n: Definition(
+                    name=n,
+                    version=int(v),
+                    text=x,
+                    rule=RULE_DECODER.decode(r),
+                    retired=bool(ret),
+                )
+                for n, v, x, r, ret in t.fetch(
+                    "SELECT name, version, text, rule, retired FROM {audience_defs}"
+                )
+            }
+        return self._defs
+
+    def _load_facts(self, t: Tables, customers: Iterable[UUID]) -> None:
+        """The facts of these customers, of the customers merged into them and of those they
+        were merged into (one read per step of a chain), and their member rows."""
+        todo = [c for c in dict.fromkeys(customers) if c not in self._facts]
+        d = t.dialect
+        while todo and not self._all_loaded:
+            for c in todo:
+                self._facts[c] = Facts()
+                self._members[c] = {}
+            self._facts.update(
+                read_facts(
+                    t.fetch_in(
+                        "SELECT customer_id, data FROM {audience_histories} WHERE {in}",
+                        "customer_id",
+                        todo,
+                    ),
+                    t.fetch_in(
+                        "SELECT customer_id, data FROM {audience_events} WHERE {in} "
+                        "ORDER BY customer_id, position",
+                        "customer_id",
+                        todo,
+                    ),
+                    d.uuid,
+                )
+            )
+            self._read_members(t, todo)
+            linked = (x for c in todo for x in self._links(c))
+            todo = [c for c in dict.fromkeys(linked) if c not in self._facts]
+        for c in todo:  # everything was loaded: a customer never seen has no facts
+            self._facts[c], self._members[c] = Facts(), {}
+        for c in list(customers):
+            for x in self._links(c):
+                if x not in self._facts:
+                    self._load_facts(t, [x])
+
+    def _links(self, c: UUID) -> list[UUID]:
+        f = self._facts[c]
+        return [*f.absorbed, *([f.merged_into] if f.merged_into else [])]
+
+    def _read_members(self, t: Tables, customers: list[UUID] | None) -> None:
+        d = t.dialect
+        sql = (
+            "SELECT audience, customer_id, version, since, vals, positions FROM {audience_members}"
+        )
+        rows = (
+            t.fetch(sql)
+            if customers is None
+            else t.fetch_in(sql + " WHERE {in}", "customer_id", customers)
+        )
+        for a, cid, v, since, vals, pos in rows:
+            c = d.uuid(cid)
+            assert c is not None
+            self._members.setdefault(c, {})[a] = _Member(int(v), d.ts(since) or since, vals, pos)
+
+    def _load_all(self, t: Tables) -> None:
+        """Every customer's facts and member rows (a definition changed: the slow path)."""
+        if self._all_loaded:
+            return
+        d = t.dialect
+        found = read_facts(
+            t.fetch("SELECT customer_id, data FROM {audience_histories}"),
+            t.fetch(
+                "SELECT customer_id, data FROM {audience_events} ORDER BY customer_id, position"
+            ),
+            d.uuid,
+        )
+        for c, f in found.items():
+            self._facts.setdefault(c, f)
+        self._members = {c: {} for c in self._facts}
+        self._read_members(t, None)
+        self._all_loaded = True
+
+    def _root(self, c: UUID) -> UUID:
+        seen = {c}
+        while (nxt := self._facts[c].merged_into) is not None and nxt in self._facts:
+            if nxt in seen:
+                break
+            seen.add(nxt)
+            c = nxt
+        return c
+
+    def _group(self, c: UUID) -> list[Facts]:
+        out, todo, seen = [], [c], set()
+        while todo:
+            x = todo.pop()
+            if x in seen or x not in self._facts:
+                continue
+            seen.add(x)
+            f = self._facts[x]
+            if x != c and f.merged_into is None:
+                continue  # released meanwhile
+            out.append(f)
+            todo.extend(f.absorbed)
+        return out
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def _evaluate(
+        self, t: Tables, customers: Iterable[UUID], now: datetime, cause: dict[UUID, int | None]
+    ) -> None:
+        assert self._defs is not None
+        order = dependency_order(self._defs)
+        live = {d.name for d in order}
+        upsert: list[tuple[Any, ...]] = []
+        gone: list[str] = []
+        changes: list[tuple[Any, ...]] = []
+        for c in customers:
+            f = self._facts.get(c)
+            if f is None:
+                continue
+            mine = self._members.setdefault(c, {})
+            results: dict[str, Evaluation] = {}
+            if f.merged_into is None and not f.forgotten and f.events:
+                results, edge = evaluate_all(order, self._group(c), now)
+                if edge is not None:
+                    t.schedule(str(c), edge)
+                else:
+                    t.cancel(str(c))
+            else:
+                t.cancel(str(c))
+            pos = cause.get(c)
+            for name in [*mine]:
+                r = results.get(name)
+                if name not in live or r is None or not r.member:
+                    old = mine.pop(name)
+                    gone.append(_key(name, c))
+                    changes.append(
+                        (name, c, old.version, "exited", now, pos, old.values, old.positions)
+                    )
+            for d in order:
+                r = results.get(d.name)
+                if r is None or not r.member:
+                    continue
+                values = _enc.encode(r.values).decode()
+                positions = _enc.encode(r.positions).decode()
+                old = mine.get(d.name)
+                if old is not None and (old.version, old.values, old.positions) == (
+                    d.version,
+                    values,
+                    positions,
+                ):
+                    continue
+                since = now if old is None else old.since
+                mine[d.name] = m = _Member(d.version, since, values, positions)
+                upsert.append((_key(d.name, c), d.name, c, m.version, since, values, positions))
+                if old is None:
+                    changes.append((d.name, c, d.version, "entered", now, pos, values, positions))
+        t.execute_in("DELETE FROM {audience_members} WHERE {in}", "key", gone)
+        t.replace_rows("audience_members", "key", MEMBER_COLUMNS, upsert)
+        t.insert_many("audience_changes", CHANGE_COLUMNS, changes)
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+class AudienceRow(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: int
+    rule: str
+    size: int
+    retired: bool
+
+
+class MemberRow(msgspec.Struct, frozen=True, kw_only=True):
+    customer_id: UUID
+    version: int
+    since: datetime | None
+    values: dict[str, Any]
+    positions: list[int]
+
+
+class EventRef(msgspec.Struct, frozen=True, kw_only=True):
+    position: int
+    type: str
+    occurred_at: datetime
+
+
+class Explanation(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a customer is in or out of an audience at `at`: the rule, the values it looked at
+    and the events behind them. `customer_id` is the customer counted (a merged customer's
+    survivor)."""
+
+    audience: str
+    customer_id: UUID
+    member: bool
+    version: int
+    rule: str
+    at: datetime
+    values: dict[str, Any]
+    events: list[EventRef]
+    next_change: datetime | None
+
+
+def _sql(db: ProjectionDB, template: str) -> str:
+    d = db.dialect
+    names = {t: d.qualify(t) for t in Audiences.tables}
+    return _resolve(template, names, d)
+
+
+def _definitions(db: ProjectionDB) -> dict[str, Definition]:
+    return {
+        n: Definition(
+            name=n, version=int(v), text=x, rule=RULE_DECODER.decode(r), retired=bool(ret)
+        )
+        for n, v, x, r, ret in db.fetch(
+            _sql(db, "SELECT name, version, text, rule, retired FROM {audience_defs}")
+        )
+    }
+
+
+def _live(db: ProjectionDB, name: str) -> dict[str, Definition]:
+    from domain.audiences.errors import AudienceNotFound, AudienceRetired
+
+    defs = _definitions(db)
+    if name not in defs:
+        raise AudienceNotFound(name)
+    if defs[name].retired:
+        raise AudienceRetired(name)
+    return defs
+
+
+def _all_facts(db: ProjectionDB) -> dict[UUID, Facts]:
+    return read_facts(
+        db.fetch(_sql(db, "SELECT customer_id, data FROM {audience_histories}")),
+        db.fetch(
+            _sql(
+                db,
+                "SELECT customer_id, data FROM {audience_events} ORDER BY customer_id, position",
+            )
+        ),
+        db.dialect.uuid,
+    )
+
+
+def _needed(defs: dict[str, Definition], name: str) -> list[Definition]:
+    """`name` and the audiences it refers to, in dependency order."""
+    from domain.audiences.ast import references
+
+    want, todo = set(), [name]
+    while todo:
+        x = todo.pop()
+        if x not in want:
+            want.add(x)
+            todo.extend(references(defs[x].rule))
+    return [d for d in dependency_order(defs) if d.name in want]
+
+
+def _projection_with(facts: dict[UUID, Facts]) -> Audiences:
+    p = Audiences()
+    p._facts = facts
+    return p
+
+
+def members(
+    db: ProjectionDB, name: str, *, now: datetime, as_of: datetime | None = None
+) -> list[MemberRow]:
+    """The audience's members, by customer id: the live rows, or (`as_of`) evaluated from the
+    customers' histories at that business time (merges as the log knows them now)."""
+    defs = _live(db, name)
+    if as_of is None or as_of == now:
+        rows = db.fetch(
+            _sql(
+                db,
+                "SELECT customer_id, version, since, vals, positions FROM {audience_members} "
+                "WHERE audience = ? ORDER BY customer_id",
+            ),
+            (name,),
+        )
+        d = db.dialect
+        return sorted(
+            (
+                MemberRow(
+                    customer_id=d.uuid(c),  # type: ignore[arg-type]
+                    version=int(v),
+                    since=d.ts(s),
+                    values=_values_dec.decode(vals),
+                    positions=_positions_dec.decode(pos),
+                )
+                for c, v, s, vals, pos in rows
+            ),
+            key=lambda m: m.customer_id,
+        )
+    order = _needed(defs, name)
+    p = _projection_with(_all_facts(db))
+    out = []
+    for c, f in p._facts.items():
+        if f.merged_into is not None or f.forgotten or not f.events:
+            continue
+        results, _ = evaluate_all(order, p._group(c), as_of)
+        r = results[name]
+        if r.member:
+            out.append(
+                MemberRow(
+                    customer_id=c,
+                    version=defs[name].version,
+                    since=None,
+                    values=r.values,
+                    positions=r.positions,
+                )
+            )
+    return sorted(out, key=lambda m: m.customer_id)
+
+
+def explain(db: ProjectionDB, name: str, customer_id: UUID, *, now: datetime) -> Explanation:
+    """In or out at `now`, and why: the values of the rule's expressions and the events behind
+    them (a merged customer is explained as its survivor)."""
+    defs = _live(db, name)
+    p = _projection_with(_all_facts(db))
+    c = customer_id if customer_id in p._facts else None
+    if c is None:
+        p._facts[customer_id] = Facts()
+        c = customer_id
+    c = p._root(c)
+    f = p._facts[c]
+    group = p._group(c)
+    if f.forgotten or not f.events:
+        results: dict[str, Evaluation] = {}
+    else:
+        results, _ = evaluate_all(_needed(defs, name), group, now)
+    r = results.get(name) or Evaluation(member=False, values={}, positions=[], next_change=None)
+    facts = {e.position: e for g in group for e in g.events}
+    return Explanation(
+        audience=name,
+        customer_id=c,
+        member=r.member,
+        version=defs[name].version,
+        rule=defs[name].text,
+        at=now,
+        values=r.values,
+        events=[
+            EventRef(position=x, type=facts[x].tag, occurred_at=facts[x].occurred_at)
+            for x in r.positions
+            if x in facts
+        ],
+        next_change=r.next_change,
+    )
+
+
+def audiences_list(db: ProjectionDB) -> list[AudienceRow]:
+    sizes = dict(
+        db.fetch(_sql(db, "SELECT audience, count(*) FROM {audience_members} GROUP BY audience"))
+    )
+    return [
+        AudienceRow(
+            name=d.name,
+            version=d.version,
+            rule=d.text,
+            size=int(sizes.get(d.name, 0)),
+            retired=d.retired,
+        )
+        for d in sorted(_definitions(db).values(), key=lambda d: d.name)
+    ]
+
+
+def changes(db: ProjectionDB, name: str, customer_id: UUID | None = None) -> list[tuple[Any, ...]]:
+    """Entries and exits of an audience (of one customer if given), in the order seen."""
+    sql = (
+        "SELECT customer_id, version, kind, at, position FROM {audience_changes} WHERE audience = ?"
+    )
+    params: list[object] = [name]
+    if customer_id is not None:
+        sql += " AND customer_id = ?"
+        params.append(customer_id)
+    d = db.dialect
+    return [
+        (d.uuid(c), int(v), k, d.ts(at), None if pos is None else int(pos))
+        for c, v, k, at, pos in db.fetch(_sql(db, sql), params)
+    ]
+
+
+def rule_of(db: ProjectionDB, name: str) -> Rule:
+    return _live(db, name)[name].rule
