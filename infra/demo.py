@@ -9,12 +9,16 @@ timeline, with how to explore the store further.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -83,16 +87,20 @@ def run_demo(
         f"(seed {seed}), ending now"
     )
     # the demo's store is rebuilt on every run: its commits need not wait for the disk
-    with open_engine(f"sqlite:///{db}?synchronous=normal", env={}) as engine:
-        report = _import(console, engine, lines)
-        forgotten = next(
-            c.customer_id for c in people if c.kind == "person" and c.duplicate is None
-        )
-        engine.bus.execute_json(
-            "customer.forget",
-            {"customer_id": str(forgotten)},
-            CommandContext(actor="employee:dpo", channel="manual"),
-        )
+    url = f"sqlite:///{db}?synchronous=normal"
+    with open_engine(url, env={}) as engine:
+        with open_runner(engine):
+            pass  # the views' tables and checkpoints, before the follower starts
+        with following(url):  # the projector follows the import in a process of its own
+            report = _import(console, engine, lines)
+            forgotten = next(
+                c.customer_id for c in people if c.kind == "person" and c.duplicate is None
+            )
+            engine.bus.execute_json(
+                "customer.forget",
+                {"customer_id": str(forgotten)},
+                CommandContext(actor="employee:dpo", channel="manual"),
+            )
         with open_runner(engine) as runner:
             _project(console, runner)
             shown = _interesting_customer(runner)
@@ -108,6 +116,30 @@ def run_demo(
             shown,
             forgotten,
         )
+
+
+@contextmanager
+def following(url: str) -> Iterator[None]:
+    """A projector process following the log (as `crm serve projector` does) while the
+    block runs: the import and the views' catch-up use both cores. On leaving, the follower
+    finishes its page and stops; whatever it left is caught up by the caller."""
+    ctx = multiprocessing.get_context("spawn")  # no inherited connections or threads
+    stop = ctx.Event()
+    follower = ctx.Process(target=_follow, args=(url, stop), name="crm-demo-projector")
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join(timeout=120)
+        if follower.is_alive():  # never leave it behind
+            follower.terminate()
+            follower.join()
+
+
+def _follow(url: str, stop: Any) -> None:
+    with open_engine(url, env={}) as engine, open_runner(engine) as runner:
+        runner.follow(stop, poll=0.2)
 
 
 def _project(console: Console, runner: Runner) -> None:
