@@ -10,6 +10,7 @@ timeline, with how to explore the store further.
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
 import uuid
 from collections import Counter
@@ -23,6 +24,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from domain.campaigns.events import CampaignLaunched
+from domain.campaigns.state import campaign_id_of
 from domain.reminders.rules import UNASSIGNED
 from handlers.decision import CommandContext
 from handlers.importer import Importer, ImportReport
@@ -30,6 +33,8 @@ from infra.cli.render import show_profile
 from infra.engine import Engine, open_engine
 from infra.history import HistoryConfig, history, population
 from infra.projector import open_runner, views
+from projections.audiences import explain, members
+from projections.campaigns import campaign_report
 from projections.customer_profile import CHANNELS
 from projections.demand import demand_report
 from projections.equipment_view import equipment_report
@@ -107,6 +112,7 @@ def run_demo(
             show_profile(console, views(runner), shown, limit=10)
             show_reports(console, runner, config.now, DEMO_DIR)
             show_service(console, runner, config.now, DEMO_DIR, shown)
+            show_campaign(console, engine, runner, now=config.now, seed=seed, out=DEMO_DIR)
         show_forgotten(console, engine, forgotten)
         return DemoResult(
             customers,
@@ -285,6 +291,161 @@ def show_service(
             f"[bold]next best offers[/bold] for {str(customer)[:8]}: "
             + "; ".join(f"{x.sku} via {x.channel} ({x.reasons[0].detail})" for x in offers)
         )
+
+
+# The seeds' example and two more audiences; the campaign offers heavy callers a bigger tariff.
+# The campaign goes to the wider circle of frequent callers (the heavy callers are a few dozen).
+AUDIENCES = {
+    "heavy-callers": "sum(call.duration_min, last 4 months) > 300",
+    "frequent-callers": "sum(call.duration_min, last 4 months) > 100",
+    "young-spenders": "age between 25 and 40 and spend(last 12 months) > 150",
+}
+TARGET = "frequent-callers"
+CAMPAIGN = "tariff-plus-for-frequent-callers"
+SENT_AGO = timedelta(days=21)
+# How the demo's customers answer the call (drawn with the demo's seed): P(delivered),
+# P(replied | delivered), P(takes the tariff | sent), and the same customers' P(ordering the
+# tariff anyway) in the holdout, so the report's uplift has something true to find.
+RESPONSES = {"delivered": 0.92, "replied": 0.35}
+CONVERT_SENT, CONVERT_HOLDOUT = 0.18, 0.05
+
+
+def show_campaign(
+    console: Console, engine: Engine, runner: Runner, *, now: datetime, seed: int, out: Path
+) -> None:
+    """Define the audiences, launch a campaign to the frequent callers as they were three
+    weeks ago (held-out share 20%), record how they answered, and report it with its chart."""
+    from infra.charts import campaign_chart
+
+    ctx = CommandContext(actor="employee:marketing", channel="manual")
+    for name, rule in AUDIENCES.items():
+        engine.bus.execute_json("audience.define", {"name": name, "rule": rule}, ctx)
+    runner.catch_up()
+    sizes = {name: len(members(runner.db, name, now=now)) for name in AUDIENCES}
+    console.print(
+        "\n[bold]audiences[/bold] (live as events arrive and as time passes): "
+        + ", ".join(f"{n} {k:,}" for n, k in sizes.items())
+        + f"\n  heavy-callers = {AUDIENCES['heavy-callers']}"
+    )
+    heavy = members(runner.db, "heavy-callers", now=now)
+    if heavy:
+        why = explain(runner.db, "heavy-callers", heavy[0].customer_id, now=now)
+        total = next(iter(why.values.values()), None)
+        total = round(total, 1) if isinstance(total, float) else total
+        console.print(
+            f"  why {str(why.customer_id)[:8]} is in: {total} minutes of calls in the last 4 "
+            f"months, from {len(why.events)} calls (positions {why.events[0].position:,} .. "
+            f"{why.events[-1].position:,}); it can next change at "
+            f"{why.next_change:%Y-%m-%d %H:%M}"
+            if why.events and why.next_change
+            else f"  {str(why.customer_id)[:8]}: {why.values}"
+        )
+    sent_at = now - SENT_AGO
+    snapshot = [m.customer_id for m in members(runner.db, TARGET, now=now, as_of=sent_at)]
+    if not snapshot:
+        return
+    campaign = campaign_id_of(CAMPAIGN)
+    engine.bus.execute_json(
+        "campaign.define",
+        {
+            "name": CAMPAIGN,
+            "audience": TARGET,
+            "channel": "phone",
+            "content_ref": "TARIFF-PLUS-2026",
+            "holdout_share": 0.2,
+            "attribution_days": 30,
+            "occurred_at": (sent_at - timedelta(hours=1)).isoformat(),
+        },
+        ctx,
+    )
+    engine.bus.execute_json(
+        "campaign.launch",
+        {
+            "campaign_id": str(campaign),
+            "members": [str(c) for c in snapshot],
+            "occurred_at": sent_at.isoformat(),
+        },
+        ctx,
+    )
+    launched = next(
+        e.payload for e in engine.store.load(campaign) if isinstance(e.payload, CampaignLaunched)
+    )
+    _answer(engine, launched, campaign, sent_at, random.Random(f"{seed}/campaign"))
+    runner.catch_up()
+    r = campaign_report(runner.db, CAMPAIGN, now=now)
+    rates = ", ".join(f"{x.kind} {x.rate:.0%}" for x in r.responses if x.customers)
+    groups = {g.group: g for g in r.outcomes}
+    sent, held = groups.get("sent"), groups.get("holdout")
+    uplift = "n/a" if r.uplift is None else f"{r.uplift:+.1%}"
+    console.print(
+        f"[bold]campaign[/bold] {CAMPAIGN}: {r.members:,} {TARGET} three weeks ago, "
+        f"{r.sent:,} called, {r.holdout:,} held out, excluded "
+        + (", ".join(f"{k} {v}" for k, v in r.excluded.items()) or "none")
+        + f"; {rates}; converted {_share(sent.rate if sent else None)} against "
+        f"{_share(held.rate if held else None)} held out, uplift {uplift}"
+    )
+    responded = {x.kind: x.customers for x in r.responses}
+    steps = [("called", r.sent)] + [(k, responded.get(k, 0)) for k in ("delivered", "replied")]
+    steps.append(("took the tariff", sent.converted if sent else 0))
+    groups_ = [(g.group, g.rate, g.customers) for g in r.outcomes]
+    campaign_chart(f"{CAMPAIGN}: funnel", steps, groups_, out / "campaign.png")
+
+
+def _answer(
+    engine: Engine,
+    launched: CampaignLaunched,
+    campaign: uuid.UUID,
+    sent_at: datetime,
+    rng: random.Random,
+) -> None:
+    """The called customers' answers and the tariff orders of both groups, as events."""
+    ctx = CommandContext(actor="service:telephony", channel="phone")
+    plan = {"sku": "P-PLUS-M", "quantity": 1, "unit_price": {"amount": "34.90", "currency": "EUR"}}
+
+    def order(customer: uuid.UUID, at: datetime) -> str:
+        reply = engine.bus.execute_json(
+            "order.place",
+            {
+                "customer_id": str(customer),
+                "items": [plan],
+                "payment_method": "invoice",
+                "occurred_at": at.isoformat(),
+            },
+            ctx,
+        )
+        return str(reply.streams[0].id)
+
+    for customer in launched.sent:
+        at = sent_at + timedelta(hours=rng.uniform(1, 72))
+        for kind in ("delivered", "replied"):
+            if rng.random() >= RESPONSES[kind]:
+                break
+            engine.bus.execute_json(
+                "campaign.record_response",
+                {
+                    "campaign_id": str(campaign),
+                    "customer_id": str(customer),
+                    "kind": kind,
+                    "occurred_at": at.isoformat(),
+                },
+                ctx,
+            )
+        if rng.random() < CONVERT_SENT:
+            when = at + timedelta(days=rng.uniform(0, 14))
+            engine.bus.execute_json(
+                "campaign.record_response",
+                {
+                    "campaign_id": str(campaign),
+                    "customer_id": str(customer),
+                    "kind": "converted",
+                    "order_id": order(customer, when),
+                    "occurred_at": when.isoformat(),
+                },
+                ctx,
+            )
+    for customer in launched.holdout:
+        if rng.random() < CONVERT_HOLDOUT:
+            order(customer, sent_at + timedelta(days=rng.uniform(0, 14)))
 
 
 def _share(x: float | None) -> str:

@@ -26,17 +26,20 @@ the survivor's (a merge corrects a duplicate; it does not start at its business 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
+from itertools import accumulate
 from typing import Any
 from uuid import UUID
 
 import msgspec
+from dateutil.relativedelta import relativedelta
 
 from domain.audiences import events as aev
-from domain.audiences.ast import RULE_DECODER, Rule
+from domain.audiences.ast import RULE_DECODER, Rule, references
 from domain.audiences.evaluate import (
     ConsentFact,
     CustomerHistory,
@@ -683,6 +686,34 @@ def _all_facts(db: ProjectionDB) -> dict[UUID, Facts]:
     )
 
 
+def _facts_around(db: ProjectionDB, customer_id: UUID) -> dict[UUID, Facts]:
+    """Every customer's core facts (small), with the events of only `customer_id`'s merge
+    group (its survivor and the customers merged into that): enough to explain one."""
+    d = db.dialect
+    facts = read_facts(
+        db.fetch(_sql(db, "SELECT customer_id, data FROM {audience_histories}")), (), d.uuid
+    )
+    if customer_id not in facts:
+        return facts
+    p = _projection_with(facts)
+    group = [id(f) for f in p._group(p._root(customer_id))]
+    wanted = [c for c, f in facts.items() if id(f) in group]
+    if not wanted:
+        return facts
+    test, as_list = d.any_of("customer_id", len(wanted))
+    rows = db.fetch(
+        _sql(
+            db,
+            f"SELECT customer_id, data FROM {{audience_events}} WHERE {test} "
+            "ORDER BY customer_id, position",
+        ),
+        [wanted] if as_list else wanted,
+    )
+    for c, data in rows:
+        facts[d.uuid(c)].events.extend(decode_events(data))  # type: ignore[index]
+    return facts
+
+
 def _needed(defs: dict[str, Definition], name: str) -> list[Definition]:
     """`name` and the audiences it refers to, in dependency order."""
     from domain.audiences.ast import references
@@ -756,7 +787,7 @@ def explain(db: ProjectionDB, name: str, customer_id: UUID, *, now: datetime) ->
     """In or out at `now`, and why: the values of the rule's expressions and the events behind
     them (a merged customer is explained as its survivor)."""
     defs = _live(db, name)
-    p = _projection_with(_all_facts(db))
+    p = _projection_with(_facts_around(db, customer_id))
     c = customer_id if customer_id in p._facts else None
     if c is None:
         p._facts[customer_id] = Facts()
@@ -821,3 +852,69 @@ def changes(db: ProjectionDB, name: str, customer_id: UUID | None = None) -> lis
 
 def rule_of(db: ProjectionDB, name: str) -> Rule:
     return _live(db, name)[name].rule
+
+
+# -- backtest ---------------------------------------------------------------------------
+
+
+class BacktestPoint(msgspec.Struct, frozen=True, kw_only=True):
+    at: datetime
+    size: int
+
+
+Step = timedelta | relativedelta
+BACKTEST = "\x00backtest"  # the name the rule runs under: no audience can have it
+
+
+def backtest_times(start: datetime, end: datetime, every: Step) -> list[datetime]:
+    """`start`, `start + every`, ... up to `end` (each counted from `start`, so a month step
+    from the 31st keeps to month ends rather than drifting)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("backtest times need a time zone; give UTC")
+    if start + every <= start:
+        raise ValueError("the step must move forward")
+    out, i = [], 0
+    while (t := start + every * i) <= end:
+        out.append(t)
+        i += 1
+    return out
+
+
+def backtest(
+    db: ProjectionDB, rule: Rule | str, *, start: datetime, end: datetime, every: Step
+) -> list[BacktestPoint]:
+    """The size over time of a rule never defined, from the histories alone: at each T from
+    `start` to `end` by `every`, how many customers it selects at business time T (only facts
+    with occurred_at <= T; a customer with none yet does not exist; merged customers count
+    once as their survivor, as the log knows the merge now; forgotten customers never).
+    `member(x)` reads the defined audience x, evaluated at T too. Each customer's history is
+    read once; between T and the evaluation's `next_change` the answer cannot change, so the
+    times before it take the same answer without evaluating."""
+    from domain.audiences.errors import UnknownAudience
+    from domain.audiences.parse import parse_rule
+
+    parsed = parse_rule(rule) if isinstance(rule, str) else rule
+    evaluator(parsed)  # checks a decoded rule against the vocabulary
+    defs = {n: d for n, d in _definitions(db).items() if not d.retired}
+    for ref in sorted(references(parsed)):
+        if ref not in defs:
+            raise UnknownAudience(ref, "backtest")
+    defs[BACKTEST] = Definition(name=BACKTEST, version=0, text="", rule=parsed)
+    order = _needed(defs, BACKTEST)
+    times = backtest_times(start, end, every)
+    entered = [0] * (len(times) + 1)  # +1 at the first time of a run, -1 after its last
+    p = _projection_with(_all_facts(db))
+    for c, f in p._facts.items():
+        if f.merged_into is not None or f.forgotten or not f.events:
+            continue
+        group = p._group(c)
+        born = min(e.occurred_at for g in group for e in g.events)
+        i = bisect_left(times, born)
+        while i < len(times):
+            results, edge = evaluate_all(order, group, times[i])
+            j = len(times) if edge is None else max(i + 1, bisect_left(times, edge))
+            if results[BACKTEST].member:
+                entered[i] += 1
+                entered[j] -= 1
+            i = j
+    return [BacktestPoint(at=t, size=s) for t, s in zip(times, accumulate(entered), strict=False)]
