@@ -224,3 +224,14 @@ def campaign_chart(
     groups.set_ylabel("% ordered within the attribution window")
     groups.set_title("conversion: sent vs holdout")
     return _save(fig, path)
+
+
+def backtest_chart(rule: str, points: Sequence[tuple[object, int]], path: Path) -> Path:
+    """A rule's backtest: the customers it selects at each business time (`(at, size)`)."""
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.plot([at for at, _ in points], [n for _, n in points], marker="o", color="#4C72B0")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("customers selected")
+    ax.set_title(rule if len(rule) <= 90 else rule[:87] + "...", fontsize=10)
+    fig.autofmt_xdate()
+    return _save(fig, path)

@@ -22,6 +22,10 @@ A new or changed definition evaluates every customer (the slow path).
 
 Merges are applied as the log knows them now, for every T: the duplicate's whole history is
 the survivor's (a merge corrects a duplicate; it does not start at its business time).
+
+`backtest` evaluates a rule never defined at each time of a range from the same histories,
+each read once, jumping from one evaluation to its `next_change` (the answer cannot change
+before it); a customer exists from its first fact's business time.
 """
 
 from __future__ import annotations
@@ -768,7 +772,10 @@ def members(
     for c, f in p._facts.items():
         if f.merged_into is not None or f.forgotten or not f.events:
             continue
-        results, _ = evaluate_all(order, p._group(c), as_of)
+        group = p._group(c)
+        if _born(group) > as_of:
+            continue  # no fact of the customer yet at as_of: not a customer then
+        results, _ = evaluate_all(order, group, as_of)
         r = results[name]
         if r.member:
             out.append(
@@ -866,6 +873,12 @@ Step = timedelta | relativedelta
 BACKTEST = "\x00backtest"  # the name the rule runs under: no audience can have it
 
 
+def _born(group: Sequence[Facts]) -> datetime:
+    """The business time of a customer's first fact (with those merged into it): before it
+    the customer does not exist, whatever `not ...` rules would say of no history."""
+    return min(e.occurred_at for g in group for e in g.events)
+
+
 def backtest_times(start: datetime, end: datetime, every: Step) -> list[datetime]:
     """`start`, `start + every`, ... up to `end` (each counted from `start`, so a month step
     from the 31st keeps to month ends rather than drifting)."""
@@ -908,8 +921,7 @@ def backtest(
         if f.merged_into is not None or f.forgotten or not f.events:
             continue
         group = p._group(c)
-        born = min(e.occurred_at for g in group for e in g.events)
-        i = bisect_left(times, born)
+        i = bisect_left(times, _born(group))
         while i < len(times):
             results, edge = evaluate_all(order, group, times[i])
             j = len(times) if edge is None else max(i + 1, bisect_left(times, edge))

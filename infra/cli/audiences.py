@@ -1,14 +1,19 @@
-"""`crm audience define|change|retire|list|members|explain`: live audiences, their members now
-or as of a business time, and why a customer is in or out."""
+"""`crm audience define|change|retire|list|members|explain|backtest`: live audiences, their
+members now or as of a business time, why a customer is in or out, and the size over time of a
+rule never defined."""
 
 from __future__ import annotations
 
+import re
 import sys
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import msgspec
 import typer
+from dateutil.relativedelta import relativedelta
 
 from domain.errors import DomainError
 from handlers.decision import CommandContext
@@ -17,9 +22,9 @@ from handlers.replies import error_reply
 from infra.cli.commands import default_actor
 from infra.cli.output import Format, emit
 from infra.cli.projections import open_projector
-from infra.cli.reports import AS_OF, FORMAT, console, parse_as_of
+from infra.cli.reports import AS_OF, CHART, FORMAT, console, err_console, parse_as_of
 from infra.engine import open_engine
-from projections.audiences import audiences_list, explain, members
+from projections.audiences import Step, audiences_list, backtest, explain, members
 
 audience_app = typer.Typer(
     no_args_is_help=True,
@@ -149,3 +154,58 @@ def explain_(
         [(x.position, x.type, x.occurred_at) for x in why.events],
         fmt,
     )
+
+
+_STEP = re.compile(r"\s*(\d+)\s*([dwm])\s*")
+
+
+def parse_every(raw: str) -> Step:
+    """`1d`, `2w`, `1m` (calendar months): the step between the times of a backtest."""
+    m = _STEP.fullmatch(raw)
+    if m is None or int(m[1]) < 1:
+        raise typer.BadParameter(
+            f"{raw!r} is not a step like 1d, 1w, 2w or 1m", param_hint="--every"
+        )
+    n, unit = int(m[1]), m[2]
+    if unit == "m":
+        return relativedelta(months=n)
+    return timedelta(days=n) if unit == "d" else timedelta(weeks=n)
+
+
+@audience_app.command("backtest")
+def backtest_(
+    rule: str = typer.Argument(..., help='e.g. "sum(call.duration_min, last 4 months) > 300"'),
+    start: str = typer.Option(..., "--from", help="First business time, e.g. 2026-01-01."),
+    end: str | None = typer.Option(None, "--to", help="Last business time (default: now)."),
+    every: str = typer.Option("1w", "--every", help="Step: 1d, 1w, 2w, 1m (calendar month)."),
+    fmt: Format = FORMAT,
+    chart: Path | None = CHART,
+) -> None:
+    """The size over time of a rule never defined, from history alone: at each time from
+    --from to --to, the customers the rule selects with what had happened by then."""
+    step = parse_every(every)
+    first = parse_as_of(start)
+    assert first is not None
+    try:
+        with open_projector() as (engine, runner):
+            runner.catch_up()
+            last = parse_as_of(end) or engine.clock.now()
+            if last < first:
+                raise typer.BadParameter(
+                    f"{end or 'now'} is before --from {start}", param_hint="--to"
+                )
+            points = backtest(runner.db, rule, start=first, end=last, every=step)
+    except DomainError as e:
+        sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
+        raise typer.Exit(1) from None
+    emit(
+        console,
+        f"backtest: {rule}",
+        ("at", "size"),
+        [(p.at.isoformat(), p.size) for p in points],
+        fmt,
+    )
+    if chart is not None:
+        from infra.charts import backtest_chart
+
+        err_console.print(f"chart: {backtest_chart(rule, [(p.at, p.size) for p in points], chart)}")
