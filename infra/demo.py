@@ -200,7 +200,7 @@ def show_reports(console: Console, runner: Runner, now: datetime, out: Path) -> 
             f"{pipeline.weighted_forecast:,}; funnel {funnel} -> won"
         )
         pipeline_chart(pipeline, out / "pipeline-funnel.png")
-    demand = demand_report(runner.db, period="week", horizon=8)
+    demand = demand_report(runner.db, period="week", horizon=8, segments=False)
     f, bt = demand.forecast, demand.forecast.backtest
     if f.starts:
         ahead = ", ".join(

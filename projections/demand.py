@@ -392,11 +392,17 @@ class DemandReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def demand_report(
-    db: ProjectionDB, *, period: Period, as_of: datetime | None = None, horizon: int = 8
+    db: ProjectionDB,
+    *,
+    period: Period,
+    as_of: datetime | None = None,
+    horizon: int = 8,
+    segments: bool = True,
 ) -> DemandReport:
     """Units and revenue per period (ISO weeks from Monday or calendar months, UTC), product
     and price segment, as of `as_of` (business time; naive means UTC) or of everything known,
-    and the forecast of the next `horizon` periods' units, in total and per segment."""
+    and the forecast of the next `horizon` periods' units, in total and (`segments`) per
+    segment."""
     if period not in fc.SEASON:
         raise ValueError(f"period must be week or month, not {period!r}")
     if as_of is not None and as_of.tzinfo is None:
@@ -432,7 +438,15 @@ def demand_report(
             "SELECT sku, name, category, kind FROM {demand_products}", []
         )
     }
-    return _report(period, as_of=as_of, end=end, rows=rows, catalogue=catalogue, horizon=horizon)
+    return _report(
+        period,
+        as_of=as_of,
+        end=end,
+        rows=rows,
+        catalogue=catalogue,
+        horizon=horizon,
+        segment_forecasts=segments,
+    )
 
 
 def _day(value: object) -> date:
@@ -447,6 +461,7 @@ def _report(
     rows: list[tuple[Any, ...]],
     catalogue: dict[str, tuple[str, str, str]],
     horizon: int,
+    segment_forecasts: bool,
 ) -> DemandReport:
     units: dict[date, int] = defaultdict(int)
     revenue: dict[date, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
@@ -512,7 +527,9 @@ def _report(
         segment_forecasts={
             seg: fc.forecast(series(counts), period=period, horizon=horizon)
             for seg, counts in sorted(seg_units.items())
-        },
+        }
+        if segment_forecasts
+        else {},
     )
 
 

@@ -251,6 +251,7 @@ def test_units_and_revenue_per_segment_and_product_match_the_oracle(
         assert [s.state for s in r.status()] == ["live"]
         month = demand_report(r.db, period="month")
         week = demand_report(r.db, period="week")
+        lean = demand_report(r.db, period="month", segments=False)
     assert got(month, "segment") == shop.expected("month/segment")
     assert got(month, "product") == shop.expected("month/product")
     assert got(week, "segment") == shop.expected("week/segment")
@@ -269,6 +270,7 @@ def test_units_and_revenue_per_segment_and_product_match_the_oracle(
     )
     assert len(month.forecast.values) == 8
     assert set(month.segment_forecasts) == segments
+    assert lean.segment_forecasts == {} and lean.forecast == month.forecast
 
 
 def test_returns_and_cancellations_reduce_the_demand(engine: Engine, shop: Shop) -> None:
