@@ -369,6 +369,9 @@ class Audiences(Projection):
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         if self._at != (t.generation, t.position) or len(self._facts) > self.capacity:
             self.forget_cache()
+            # nothing applied yet (a new view or a rebuild): what this process folds from here
+            # on is every customer there is, so a new definition needs no read of them all
+            self._all_loaded = t.position == 0
         self._at = None  # until this page commits
         defs = self._load_defs(t)
         by_customer: dict[UUID, list[Envelope[Any]]] = {}
