@@ -11,11 +11,12 @@ launches on one channel at once conflict and the second is decided again, seeing
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from domain.campaigns import commands as cmd
 from domain.campaigns import decide
+from domain.campaigns.decide import MARKETING
 from domain.campaigns.events import ResponseRecorded
 from domain.campaigns.state import (
     CampaignState,
@@ -24,6 +25,7 @@ from domain.campaigns.state import (
     fold,
     fold_channel,
 )
+from domain.customers.events import ConsentWithdrawn
 from domain.customers.state import CustomerState
 from domain.customers.state import fold as fold_customer
 from handlers.decision import CommandContext, Decision
@@ -127,7 +129,7 @@ def record_response(c: cmd.RecordResponse, ctx: CommandContext, deps: Deps) -> D
         aliases = (*customer.absorbed, *filter(None, (customer.merged_into,)))
     payloads = decide.record_response(state, c, at=at, aliases=aliases)
     who = next((p.customer_id for p in payloads if isinstance(p, ResponseRecorded)), None)
-    return Decision().add(
+    decision = Decision().add(
         ctx,
         stream_id=state.campaign_id,
         stream_type="campaign",
@@ -135,6 +137,42 @@ def record_response(c: cmd.RecordResponse, ctx: CommandContext, deps: Deps) -> D
         payloads=payloads,
         occurred_at=at,
         customer_id=who,
+        channel=state.channel,
+    )
+    if c.kind == "unsubscribed" and who is not None:
+        return _unsubscribe(decision, ctx, deps, who, state, at)
+    return decision
+
+
+def _unsubscribe(  # noqa: PLR0917
+    decision: Decision,
+    ctx: CommandContext,
+    deps: Deps,
+    who: UUID,
+    state: CampaignState,
+    at: datetime,
+) -> Decision:
+    """An unsubscribe withdraws the customer's marketing consent for the campaign's channel
+    in the same transaction (on the customer they live on now, if merged since); a customer
+    without that consent any more, or forgotten, has nothing to withdraw."""
+    customer = load_customer(deps, who)
+    seen = {who}
+    while customer.merged_into is not None and customer.merged_into not in seen:
+        seen.add(customer.merged_into)
+        customer = load_customer(deps, customer.merged_into)
+    if customer.forgotten or not customer.has_consent(state.channel, MARKETING):
+        return decision
+    withdrawn = ConsentWithdrawn(
+        consent_channel=state.channel, purpose=MARKETING, source=f"campaign:{state.name}"
+    )
+    return decision.add(
+        ctx,
+        stream_id=customer.customer_id,
+        stream_type="customer",
+        after_version=customer.version,
+        payloads=[withdrawn],
+        occurred_at=at,
+        customer_id=customer.customer_id,
         channel=state.channel,
     )
 
