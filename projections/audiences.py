@@ -572,7 +572,12 @@ class Audiences(Projection):
             mine = self._members.setdefault(c, {})
             results: dict[str, Evaluation] = {}
             if f.merged_into is None and not f.forgotten and f.events:
-                results, edge = evaluate_all(order, self._group(c), now)
+                group = self._group(c)
+                born = _born(group)
+                if born > now:  # no fact yet at now: not a customer yet (as `members --as-of`)
+                    results, edge = {}, born
+                else:
+                    results, edge = evaluate_all(order, group, now)
                 if edge is not None:
                     t.schedule(str(c), edge)
                 else:
@@ -805,7 +810,7 @@ def explain(db: ProjectionDB, name: str, customer_id: UUID, *, now: datetime) ->
     c = p._root(c)
     f = p._facts[c]
     group = p._group(c)
-    if f.forgotten or not f.events:
+    if f.forgotten or not f.events or _born(group) > now:
         results: dict[str, Evaluation] = {}
     else:
         results, _ = evaluate_all(_needed(defs, name), group, now)

@@ -460,11 +460,15 @@ class Runner:
             )
             t = Tables(tx, self.db.dialect, p.owner, cp.generation, p.tables, position=cp.position)
             p.forget_cache()  # rows change without the checkpoint moving
-            p.on_timers(t, timers, now)
-            t.flush_timers()
-            self._exec(
-                tx, "UPDATE {crm_projections} SET epoch = epoch + 1 WHERE name = ?", (p.name,)
-            )
+            try:
+                p.on_timers(t, timers, now)
+                t.flush_timers()
+                self._exec(
+                    tx, "UPDATE {crm_projections} SET epoch = epoch + 1 WHERE name = ?", (p.name,)
+                )
+            except BaseException:
+                p.forget_cache()  # what on_timers cached is rolled back with the transaction
+                raise
         cp.epoch += 1
         return len(timers)
 

@@ -121,9 +121,9 @@ def launch(
     """Events for (the campaign's stream, the channel's stream). `profiles` holds every
     member and every survivor they were merged into; `earlier` the messages per customer id
     on the channel within the cap's window (`sends_in_window`)."""
-    ensure_launchable(state, at)
-    if state.send(send_id) is not None:
+    if state.send(send_id) is not None:  # a repeat of a send that happened decides nothing
         return [], []
+    ensure_launchable(state, at)
     assert state.channel is not None
     members = list(dict.fromkeys(c.members))
     excluded: list[ev.Exclusion] = []

@@ -189,6 +189,16 @@ class TestLaunch:
             at=T + timedelta(days=2),
         )
         assert again == ([], [])
+        retired = applied(state, [ev.CampaignRetired(reason="done")], T + timedelta(days=3))
+        retry = decide.launch(  # a retry after the campaign retired: still the same answer
+            retired,
+            c,
+            send_id=send,
+            profiles={p.customer_id: p},
+            earlier={},
+            at=T + timedelta(days=4),
+        )
+        assert retry == ([], [])
 
     def test_unknown_retired_outside_schedule_and_before_last(self) -> None:
         p = {uuid4(): person("email")}
