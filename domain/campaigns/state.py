@@ -11,6 +11,7 @@ from msgspec.structs import replace
 
 from domain.campaigns import events as ev
 from domain.events import DomainEvent
+from domain.streams import fold_events
 
 CAMPAIGN_IDS = UUID("6f3a1d52-8c4e-4b7a-a0d9-2e5c7b1f9a34")
 
@@ -125,12 +126,8 @@ def fold(
 ) -> CampaignState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else CampaignState(campaign_id=campaign_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else CampaignState(campaign_id=campaign_id)
+    return fold_events(evolve, start, events)
 
 
 class ChannelSend(msgspec.Struct, frozen=True):

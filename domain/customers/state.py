@@ -10,6 +10,7 @@ from msgspec.structs import replace
 
 from domain.customers import events as ev
 from domain.events import DomainEvent
+from domain.streams import fold_events
 
 PRIMARY_CONTACTS = UUID("8a5b0c1e-3f7d-4c1a-9e2b-6d4f0a7c9e11")
 
@@ -138,7 +139,5 @@ def fold(
 ) -> CustomerState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else CustomerState(customer_id=customer_id)
-    for version, occurred_at, payload in events:
-        state = replace(evolve(state, payload), version=version, last_occurred_at=occurred_at)
-    return state
+    start = start if start is not None else CustomerState(customer_id=customer_id)
+    return fold_events(lambda s, e, _at: evolve(s, e), start, events)

@@ -10,6 +10,7 @@ from msgspec.structs import replace
 
 from domain.events import DomainEvent
 from domain.offers import events as ev
+from domain.streams import fold_events
 
 
 class OfferState(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,9 +57,5 @@ def fold(
 ) -> OfferState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else OfferState(offer_id=offer_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else OfferState(offer_id=offer_id)
+    return fold_events(evolve, start, events)

@@ -15,6 +15,7 @@ from msgspec.structs import replace
 from domain.events import DomainEvent
 from domain.money import Money
 from domain.orders import events as ev
+from domain.streams import fold_events
 
 NO_MONEY = Money.zero("XXX")
 
@@ -166,9 +167,5 @@ def fold(
 ) -> OrderState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else OrderState(order_id=order_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else OrderState(order_id=order_id)
+    return fold_events(evolve, start, events)

@@ -13,6 +13,7 @@ from msgspec.structs import replace
 from domain.events import DomainEvent
 from domain.money import Money
 from domain.pipeline import events as ev
+from domain.streams import fold_events
 
 PIPELINES_NS = UUID("70e8a0e9-95e7-451a-9004-4ed411e469ef")
 
@@ -138,12 +139,8 @@ def fold_pipeline(
 ) -> PipelineState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else PipelineState(pipeline_id=pipeline_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve_pipeline(state, payload), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else PipelineState(pipeline_id=pipeline_id)
+    return fold_events(lambda s, e, _at: evolve_pipeline(s, e), start, events)
 
 
 def fold_deal(
@@ -152,9 +149,5 @@ def fold_deal(
     start: DealState | None = None,
 ) -> DealState:
     """Like `fold_pipeline`, for a deal's stream."""
-    state = start if start is not None else DealState(deal_id=deal_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve_deal(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else DealState(deal_id=deal_id)
+    return fold_events(evolve_deal, start, events)

@@ -14,6 +14,7 @@ from domain.events import DomainEvent
 from domain.money import Money
 from domain.products import errors as err
 from domain.products import events as ev
+from domain.streams import fold_events
 
 PRODUCTS_NS = UUID("18522b69-e1bf-4746-a1bd-2358a85a6813")
 PRICE_BANDS_STREAM = UUID("3ddd2710-1b78-415b-94c5-bbc252ff5edc")
@@ -133,19 +134,13 @@ def fold_product(
 ) -> ProductState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else ProductState(product_id=product_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve_product(state, payload), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else ProductState(product_id=product_id)
+    return fold_events(lambda s, e, _at: evolve_product(s, e), start, events)
 
 
 def fold_bands(
     events: list[tuple[int, datetime, DomainEvent]], start: PriceBandsState | None = None
 ) -> PriceBandsState:
     """The bands in force after the triples of the price-bands stream (the default before)."""
-    state = start if start is not None else PriceBandsState()
-    for version, occurred_at, payload in events:
-        state = replace(evolve_bands(state, payload), version=version, last_occurred_at=occurred_at)
-    return state
+    start = start if start is not None else PriceBandsState()
+    return fold_events(lambda s, e, _at: evolve_bands(s, e), start, events)

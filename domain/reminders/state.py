@@ -10,6 +10,7 @@ from msgspec.structs import replace
 
 from domain.events import DomainEvent
 from domain.reminders import events as ev
+from domain.streams import fold_events
 
 
 class ReminderState(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,9 +41,5 @@ def fold(
     start: ReminderState | None = None,
 ) -> ReminderState:
     """State after (version, occurred_at, payload) triples in version order, from `start`."""
-    state = start if start is not None else ReminderState(reminder_id=reminder_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else ReminderState(reminder_id=reminder_id)
+    return fold_events(evolve, start, events)

@@ -10,6 +10,7 @@ from msgspec.structs import replace
 
 from domain.events import DomainEvent
 from domain.money import Money
+from domain.streams import fold_events
 from domain.subscriptions import events as ev
 
 MONTHS_PER = {"month": 1, "year": 12}
@@ -106,9 +107,5 @@ def fold(
 ) -> SubscriptionState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else SubscriptionState(subscription_id=subscription_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else SubscriptionState(subscription_id=subscription_id)
+    return fold_events(evolve, start, events)

@@ -10,6 +10,7 @@ import msgspec
 from msgspec.structs import replace
 
 from domain.events import DomainEvent
+from domain.streams import fold_events
 from domain.surveys import errors as err
 from domain.surveys import events as ev
 
@@ -116,9 +117,5 @@ def fold(
 ) -> SurveyState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else SurveyState(survey_id=survey_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else SurveyState(survey_id=survey_id)
+    return fold_events(evolve, start, events)

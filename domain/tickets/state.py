@@ -9,6 +9,7 @@ import msgspec
 from msgspec.structs import replace
 
 from domain.events import DomainEvent
+from domain.streams import fold_events
 from domain.tickets import events as ev
 
 
@@ -105,9 +106,5 @@ def fold(
 ) -> TicketState:
     """State after (version, occurred_at, payload) triples in version order, from `start`
     (a state folded earlier, whose version the first triple follows) or from nothing."""
-    state = start if start is not None else TicketState(ticket_id=ticket_id)
-    for version, occurred_at, payload in events:
-        state = replace(
-            evolve(state, payload, occurred_at), version=version, last_occurred_at=occurred_at
-        )
-    return state
+    start = start if start is not None else TicketState(ticket_id=ticket_id)
+    return fold_events(evolve, start, events)
