@@ -5,7 +5,6 @@ rule never defined."""
 from __future__ import annotations
 
 import re
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,9 @@ import msgspec
 import typer
 from dateutil.relativedelta import relativedelta
 
-from domain.errors import DomainError
 from handlers.decision import CommandContext
-from handlers.errors import CommandRejected
-from handlers.replies import error_reply
 from infra.cli.commands import default_actor
-from infra.cli.output import Format, emit
+from infra.cli.output import Format, emit, refusals_as_replies
 from infra.cli.projections import open_projector
 from infra.cli.reports import AS_OF, CHART, FORMAT, console, err_console, parse_as_of
 from infra.engine import open_engine
@@ -35,12 +31,8 @@ ACTOR = typer.Option(None, "--actor", envvar="CRM_ACTOR", help="Who does it.")
 
 def _run(name: str, data: dict[str, Any], actor: str | None) -> None:
     ctx = CommandContext(actor=actor or default_actor(), channel="manual")
-    with open_engine() as engine:
-        try:
-            engine.bus.execute_json(name, data, ctx)
-        except (DomainError, CommandRejected) as e:
-            sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
-            raise typer.Exit(1) from None
+    with open_engine() as engine, refusals_as_replies():
+        engine.bus.execute_json(name, data, ctx)
 
 
 @audience_app.command("define")
@@ -96,14 +88,10 @@ def members_(
 ) -> None:
     """The members now (live), or as of a business time (evaluated from the histories)."""
     at = parse_as_of(as_of)
-    try:
-        with open_projector() as (engine, runner):
-            runner.catch_up()
-            runner.fire_timers()
-            rows = members(runner.db, name, now=engine.clock.now(), as_of=at)
-    except DomainError as e:
-        sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
-        raise typer.Exit(1) from None
+    with refusals_as_replies(), open_projector() as (engine, runner):
+        runner.catch_up()
+        runner.fire_timers()
+        rows = members(runner.db, name, now=engine.clock.now(), as_of=at)
     emit(
         console,
         f"{name}: {len(rows)} members",
@@ -129,14 +117,10 @@ def explain_(
     fmt: Format = FORMAT,
 ) -> None:
     """Why the customer is in or out now: the rule's values and the events behind them."""
-    try:
-        with open_projector() as (engine, runner):
-            runner.catch_up()
-            runner.fire_timers()
-            why = explain(runner.db, name, customer, now=engine.clock.now())
-    except DomainError as e:
-        sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
-        raise typer.Exit(1) from None
+    with refusals_as_replies(), open_projector() as (engine, runner):
+        runner.catch_up()
+        runner.fire_timers()
+        why = explain(runner.db, name, customer, now=engine.clock.now())
     if fmt is Format.table:
         verdict = "[green]in[/green]" if why.member else "[red]out[/red]"
         nxt = (
@@ -184,20 +168,14 @@ def backtest_(
     """The size over time of a rule never defined, from history alone: at each time from
     --from to --to, the customers the rule selects with what had happened by then."""
     step = parse_every(every)
-    first = parse_as_of(start)
+    first = parse_as_of(start, "--from")
     assert first is not None
-    try:
-        with open_projector() as (engine, runner):
-            runner.catch_up()
-            last = parse_as_of(end) or engine.clock.now()
-            if last < first:
-                raise typer.BadParameter(
-                    f"{end or 'now'} is before --from {start}", param_hint="--to"
-                )
-            points = backtest(runner.db, rule, start=first, end=last, every=step)
-    except DomainError as e:
-        sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
-        raise typer.Exit(1) from None
+    with refusals_as_replies(), open_projector() as (engine, runner):
+        runner.catch_up()
+        last = parse_as_of(end, "--to") or engine.clock.now()
+        if last < first:
+            raise typer.BadParameter(f"{end or 'now'} is before --from {start}", param_hint="--to")
+        points = backtest(runner.db, rule, start=first, end=last, every=step)
     emit(
         console,
         f"backtest: {rule}",

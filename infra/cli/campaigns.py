@@ -3,22 +3,17 @@ customer ids today; live audiences later), and their report as tables, JSON, CSV
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import msgspec
 import typer
 
 from domain.campaigns.events import CampaignLaunched
 from domain.campaigns.state import campaign_id_of
-from domain.errors import DomainError
 from handlers.decision import CommandContext
-from handlers.errors import CommandRejected
-from handlers.replies import error_reply
 from infra.cli.commands import default_actor
-from infra.cli.output import Format, emit, pct
+from infra.cli.output import Format, emit, pct, refusals_as_replies
 from infra.cli.projections import open_projector
 from infra.cli.reports import AS_OF, CHART, FORMAT, console, err_console, parse_as_of
 from infra.engine import Engine, open_engine
@@ -34,11 +29,8 @@ ACTOR = typer.Option(None, "--actor", envvar="CRM_ACTOR", help="Who does it.")
 
 def _run(engine: Engine, name: str, data: dict[str, Any], actor: str | None) -> Any:
     ctx = CommandContext(actor=actor or default_actor(), channel="manual")
-    try:
+    with refusals_as_replies():
         return engine.bus.execute_json(name, data, ctx)
-    except (DomainError, CommandRejected) as e:
-        sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
-        raise typer.Exit(1) from None
 
 
 def parse_cap(raw: str | None) -> dict[str, int] | None:
@@ -74,9 +66,7 @@ def read_members(path: Path) -> list[str]:
 
 
 def _iso(raw: str | None, hint: str) -> str | None:
-    at = parse_as_of(raw) if raw is not None else None
-    if raw is not None and at is None:
-        raise typer.BadParameter(f"{raw!r} is not a time", param_hint=hint)
+    at = parse_as_of(raw, hint)
     return None if at is None else at.isoformat()
 
 

@@ -15,14 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from domain.catalogue import EVENTS
-from domain.errors import DomainError
 from handlers.decision import CommandContext
-from handlers.errors import CommandRejected
 from handlers.importer import Importer
 from handlers.parsing import parse_command
 from handlers.registry import COMMANDS
-from handlers.replies import error_reply, ok_reply
-from infra.cli.output import Format, emit
+from handlers.replies import ok_reply
+from infra.cli.output import Format, emit, refusals_as_replies
 from infra.engine import open_engine
 
 console = Console()
@@ -63,13 +61,9 @@ def do(
 ) -> None:
     """Manual entry: run one command and print its reply as JSON."""
     ctx = CommandContext(actor=actor or default_actor(), channel=channel, command_id=command_id)
-    with open_engine() as engine:
-        try:
-            typed = parse_command(command, parse_fields(fields or []), strict=False)
-            result = engine.bus.execute(typed, ctx)
-        except (DomainError, CommandRejected) as e:
-            sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
-            raise typer.Exit(1) from None
+    with open_engine() as engine, refusals_as_replies():
+        typed = parse_command(command, parse_fields(fields or []), strict=False)
+        result = engine.bus.execute(typed, ctx)
     sys.stdout.write(msgspec.json.encode(ok_reply(result)).decode() + "\n")
 
 

@@ -7,11 +7,18 @@ import enum
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import msgspec
+import typer
 from rich.console import Console
 from rich.table import Table
+
+from domain.errors import DomainError
+from handlers.errors import CommandRejected
+from handlers.replies import error_reply
 
 
 class Format(enum.StrEnum):
@@ -45,3 +52,13 @@ def emit(
 def pct(x: float | None) -> str:
     """A share as a percentage with one decimal; blank when there is none."""
     return "" if x is None else f"{x:.1%}"
+
+
+@contextmanager
+def refusals_as_replies() -> Iterator[None]:
+    """A refused command or query prints its typed error reply as JSON and exits with 1."""
+    try:
+        yield
+    except (DomainError, CommandRejected) as e:
+        sys.stdout.write(msgspec.json.encode(error_reply(e)).decode() + "\n")
+        raise typer.Exit(1) from None

@@ -29,7 +29,7 @@ FORMAT = typer.Option(Format.table, "--format")
 CHART = typer.Option(None, "--chart", help="Write a chart to this PNG file.")
 
 
-def parse_as_of(raw: str | None) -> datetime | None:
+def parse_as_of(raw: str | None, option: str = "--as-of") -> datetime | None:
     """A date means the end of that day (UTC); a time without zone is UTC."""
     if raw is None:
         return None
@@ -39,9 +39,7 @@ def parse_as_of(raw: str | None) -> datetime | None:
             return datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, tzinfo=UTC)
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(
-            f"{raw!r} is not an ISO date or time", param_hint="--as-of"
-        ) from None
+        raise typer.BadParameter(f"{raw!r} is not an ISO date or time", param_hint=option) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import typer
 
 from handlers.decision import CommandContext
-from infra.cli.output import Format, emit, pct
+from infra.cli.output import Format, emit, pct, refusals_as_replies
 from infra.cli.projections import open_projector
 from infra.cli.reports import AS_OF, CHART, FORMAT, console, err_console, parse_as_of
 from projections.equipment_view import equipment_report
@@ -263,17 +263,18 @@ def recommend_offers(
         if present:
             ctx = CommandContext(actor=actor, channel="manual")
             for o in offers:
-                engine.bus.execute_json(
-                    "offer.present",
-                    {
-                        "customer_id": str(customer),
-                        "sku": o.sku,
-                        "channel": o.channel,
-                        "score": o.score,
-                        "reasons": [{"kind": r.kind, "detail": r.detail} for r in o.reasons],
-                    },
-                    ctx,
-                )
+                with refusals_as_replies():
+                    engine.bus.execute_json(
+                        "offer.present",
+                        {
+                            "customer_id": str(customer),
+                            "sku": o.sku,
+                            "channel": o.channel,
+                            "score": o.score,
+                            "reasons": [{"kind": r.kind, "detail": r.detail} for r in o.reasons],
+                        },
+                        ctx,
+                    )
                 presented += 1
     if not offers and fmt is Format.table:
         console.print(
@@ -311,7 +312,7 @@ def reminders(
     """Open reminders due now (or before --due-before), earliest first: maintenance due, SLA
     at risk, follow-ups after meetings and quotes, detractor call-backs, dormant customers,
     overdue invoices, anniversaries; each routed to one employee."""
-    before = parse_as_of(due_before)
+    before = parse_as_of(due_before, "--due-before")
     with open_projector() as (engine, runner):
         runner.catch_up()
         now = engine.clock.now()
