@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import msgspec
@@ -99,6 +99,31 @@ class BatchLog(EventLog, Protocol):
 
     def contact_owners(self, contacts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UUID]:
         """Owners of many (kind, value) contacts at once; free ones are left out."""
+        ...
+
+
+class GroupItem(NamedTuple):
+    """One decided command of a group commit: its events, record id and contact claims."""
+
+    command_id: str | None
+    command_name: str
+    events: Sequence[Envelope]
+    claims: Sequence[ContactClaim] = ()
+    releases: Sequence[ContactClaim] = ()
+    # earlier items of the group this one was decided on: it lands only if they all do
+    depends_on: tuple[int, ...] = ()
+
+
+GroupOutcome = list[int] | AppendConflict | CommandAlreadyRecorded | ContactTakenOnAppend
+
+
+class GroupLog(EventLog, Protocol):
+    def append_group(self, items: Sequence[GroupItem]) -> list[GroupOutcome]:
+        """Many commands in one transaction, each checked on its own under the append lock.
+
+        One outcome per item, in item order: its positions when appended ([] when it had no
+        events), else the refusal (AppendConflict, CommandAlreadyRecorded or
+        ContactTakenOnAppend) that kept it out while the other items were appended."""
         ...
 
 

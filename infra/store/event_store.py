@@ -3,12 +3,14 @@
 It wraps one backend (PostgreSQL or SQLite recorders) and the codec. Appends go through the
 library's standard path, or, for imports and the demo, through the bulk path (COPY on
 PostgreSQL, one executemany per batch on SQLite); both keep commit order = position order.
+A group commit (`append_group`) appends many decided commands in one transaction, each one
+checked on its own under the append lock, so one stale command fails alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import msgspec
@@ -21,14 +23,17 @@ from handlers.ports import (
     CommandResult,
     ContactClaim,
     ContactTakenOnAppend,
+    GroupItem,
+    GroupOutcome,
     StreamVersion,
 )
-from infra.codec import EventCodec, LogRow
+from infra.codec import EventCodec, LogRow, StoredRow
 from infra.crypto import BlindIndex, KeyRing, KeyVault
 from infra.errors import InfraError
 
 _streams_codec = msgspec.msgpack.Encoder()
 _streams_decoder = msgspec.msgpack.Decoder(list[tuple[bytes, int, int]])
+_GROUP_ATTEMPTS = 3
 
 
 def stream_ranges(events: Sequence[Envelope]) -> list[tuple[UUID, int, int]]:
@@ -80,6 +85,125 @@ class ContactTaken(StoreError):
         self.owner = owner
 
 
+ContactKey = tuple[str, bytes]
+ContactRow = tuple[str, bytes, UUID]
+Refusal = AppendConflict | CommandAlreadyRecorded | ContactTakenOnAppend
+
+
+class GroupState(NamedTuple):
+    """What a group commit reads under the append lock, in one round of set-based queries."""
+
+    heads: dict[UUID, int]
+    recorded: set[str]
+    owners: dict[ContactKey, UUID]
+
+
+class GroupWrites(NamedTuple):
+    """What a group commit writes in the same transaction; releases go before claims so a
+    contact released by one item can be claimed by a later one."""
+
+    events: list[StoredRow]
+    commands: list[tuple[str, str, bytes]]
+    releases: list[ContactRow]
+    claims: list[ContactRow]
+
+
+class _Member(NamedTuple):
+    """An item of the group with events, prepared outside the lock (encoded, hashed)."""
+
+    index: int
+    command_id: str | None
+    command: tuple[str, str, bytes] | None
+    stored: list[StoredRow]
+    spans: dict[UUID, tuple[int, int, bool]]  # stream -> first, last, versions run +1 each
+    claims: dict[ContactKey, UUID]
+    releases: list[ContactRow]
+    depends_on: tuple[int, ...] = ()  # items it was decided on: it lands only if they do
+
+
+class _Plan(NamedTuple):
+    refusals: list[Refusal | None]  # per member
+    writes: GroupWrites
+
+
+def _spans(events: Sequence[Envelope]) -> dict[UUID, tuple[int, int, bool]]:
+    spans: dict[UUID, tuple[int, int, bool]] = {}
+    for e in events:
+        if (span := spans.get(e.stream_id)) is None:
+            spans[e.stream_id] = (e.version, e.version, True)
+        else:
+            spans[e.stream_id] = (span[0], e.version, span[2] and e.version == span[1] + 1)
+    return spans
+
+
+def _refusal(
+    m: _Member, heads: dict[UUID, int], recorded: set[str], owners: dict[ContactKey, UUID]
+) -> Refusal | None:
+    if m.command_id and m.command_id in recorded:
+        return CommandAlreadyRecorded(f"command {m.command_id} was recorded before")
+    for stream_id, (first, last, contiguous) in m.spans.items():
+        head = heads.get(stream_id, 0)
+        if not contiguous:
+            return StreamVersionConflict(
+                stream_id, head, f"versions up to {last} of stream {stream_id} skip or repeat"
+            )
+        if first != head + 1:
+            return StreamVersionConflict(
+                stream_id, head, f"stream {stream_id} is at {head}, the command wrote {first}"
+            )
+    for key, customer_id in m.claims.items():
+        owner = owners.get(key)
+        if owner is not None and owner != customer_id:
+            return ContactTakenOnAppend(key[0], owner)
+    return None
+
+
+def plan_group(members: Sequence[_Member], state: GroupState) -> _Plan:
+    """Check the members in order against the state read under the lock, counting what the
+    accepted ones before them write: pure, so a retried transaction plans again from scratch."""
+    heads, recorded, owners = dict(state.heads), set(state.recorded), dict(state.owners)
+    refusals: list[Refusal | None] = []
+    events: list[StoredRow] = []
+    commands: list[tuple[str, str, bytes]] = []
+    touched: dict[ContactKey, None] = {}
+    accepted: set[int] = set()
+    for m in members:
+        refusal = _refusal(m, heads, recorded, owners)
+        if refusal is None and any(d not in accepted for d in m.depends_on):
+            refusal = StreamVersionConflict(
+                None, None, "it was decided on an earlier command of the group that was refused"
+            )
+        refusals.append(refusal)
+        if refusal is not None:
+            continue
+        accepted.add(m.index)
+        events.extend(m.stored)
+        for stream_id, (_, last, _) in m.spans.items():
+            heads[stream_id] = last
+        if m.command is not None:
+            recorded.add(m.command[0])
+            commands.append(m.command)
+        for key, customer_id in m.claims.items():
+            owners.setdefault(key, customer_id)
+            touched[key] = None
+        for kind, digest, customer_id in m.releases:
+            if owners.get((kind, digest)) == customer_id:
+                del owners[(kind, digest)]
+            touched[(kind, digest)] = None
+    before = state.owners
+    releases = [
+        (k, d, before[(k, d)])
+        for k, d in touched
+        if (k, d) in before and owners.get((k, d)) != before[(k, d)]
+    ]
+    claims = [
+        (k, d, owners[(k, d)])
+        for k, d in touched
+        if (k, d) in owners and owners[(k, d)] != before.get((k, d))
+    ]
+    return _Plan(refusals, GroupWrites(events, commands, releases, claims))
+
+
 class ContactIndex(Protocol):
     """Unique contacts by keyed hash: one owner per (kind, digest)."""
 
@@ -122,6 +246,14 @@ class LogRecorder(Protocol):
     def stream_heads(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
 
     def max_notification_id(self) -> int | None: ...
+
+    def insert_command_group(
+        self,
+        stream_ids: Sequence[UUID],
+        command_ids: Sequence[str],
+        contact_keys: Sequence[tuple[str, bytes]],
+        plan: Callable[[GroupState], GroupWrites],
+    ) -> list[int]: ...
 
 
 class Backend(Protocol):
@@ -221,6 +353,79 @@ class EventStore:
             raise self._conflict(stored, str(e)) from None
         assert ids is not None
         return list(ids)
+
+    def append_group(self, items: Sequence[GroupItem]) -> list[GroupOutcome]:
+        """Many decided commands in one transaction (one lock, one commit), each checked on its
+        own under the lock: a stale version, a repeated command_id or a taken contact refuses
+        only its item (the GroupLog port). Encoding happens first, outside the lock; an
+        encoding error (a forgotten customer's personal field) fails the whole call.
+
+        A dropped connection re-runs the transaction (the recorder's retry): items that did
+        commit then read as CommandAlreadyRecorded, or, without a command_id, as a conflict;
+        the (stream, version) key means no event is ever written twice."""
+        members = self._members(items)
+        if not members:
+            return [[] for _ in items]
+        stream_ids = list(dict.fromkeys(sid for m in members for sid in m.spans))
+        command_ids = list(dict.fromkeys(m.command_id for m in members if m.command_id))
+        keys = list(
+            dict.fromkeys(
+                [k for m in members for k in m.claims]
+                + [(k, d) for m in members for k, d, _ in m.releases]
+            )
+        )
+        planned: list[_Plan] = []
+
+        def plan(state: GroupState) -> GroupWrites:
+            planned[:] = [plan_group(members, state)]
+            return planned[0].writes
+
+        recorder = self.backend.standard
+        for attempt in range(_GROUP_ATTEMPTS):
+            try:
+                positions = recorder.insert_command_group(stream_ids, command_ids, keys, plan)
+                break
+            except IntegrityError as e:
+                # Only a contact claimed outside the append lock (claim_contact) can collide:
+                # plan again, now seeing its owner.
+                if attempt == _GROUP_ATTEMPTS - 1:
+                    raise StoreError(f"group commit kept colliding: {e}") from None
+        outcomes: list[GroupOutcome] = [[] for _ in items]
+        at = 0
+        for m, refusal in zip(members, planned[0].refusals, strict=True):
+            if refusal is not None:
+                outcomes[m.index] = refusal
+            else:
+                outcomes[m.index] = positions[at : at + len(m.stored)]
+                at += len(m.stored)
+        return outcomes
+
+    def _members(self, items: Sequence[GroupItem]) -> list[_Member]:
+        """The items with events, encoded in one batch and their contacts hashed."""
+        live = [(i, item) for i, item in enumerate(items) if item.events]
+        stored = self.codec.encode_many([e for _, item in live for e in item.events])
+        digest = self.blind_index.digest
+        members: list[_Member] = []
+        at = 0
+        for i, item in live:
+            n = len(item.events)
+            cid = item.command_id
+            members.append(
+                _Member(
+                    index=i,
+                    command_id=cid,
+                    command=command_row(cid, item.command_name, item.events) if cid else None,
+                    stored=stored[at : at + n],
+                    spans=_spans(item.events),
+                    claims={(c.kind, digest(c.kind, c.value)): c.customer_id for c in item.claims},
+                    releases=[
+                        (r.kind, digest(r.kind, r.value), r.customer_id) for r in item.releases
+                    ],
+                    depends_on=item.depends_on,
+                )
+            )
+            at += n
+        return members
 
     def _new_claims(self, claims: Sequence[ContactClaim]) -> list[tuple[str, bytes, UUID]]:
         """Claims not yet held by their customer; ContactTakenOnAppend if another holds one."""

@@ -9,11 +9,12 @@ The log is the library's `stored_events` table with two derived columns:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
@@ -32,9 +33,11 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from infra.codec import LogRow
+from infra.store.event_store import GroupState, GroupWrites
 from infra.store.url import StoreURL
 
 _json = msgspec.json.Encoder()
+_DDL_LOCK = 0x43524D5F444444  # "CRM_DDD": the advisory lock the engine's DDL runs under
 
 # customer_id is the first element of the envelope's msgpack array, right after the 4-byte
 # prefix: a fixarray (0x90-0x9F) or array16 (0xDC nn nn) header, then bin8 of 16 (0xC4 0x10).
@@ -45,6 +48,11 @@ CUSTOMER_ID_EXPR = (
     "WHEN length(state) >= 25 AND get_byte(state, 4) = 220 AND get_byte(state, 7) = 196 "
     "AND get_byte(state, 8) = 16 THEN encode(substring(state from 10 for 16), 'hex')::uuid END"
 )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column, the parameters of an unnest(...) statement."""
+    return [list(col) for col in zip(*rows, strict=True)]
 
 
 class PostgresLogRecorder(PostgresApplicationRecorder):
@@ -112,6 +120,9 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             "USING unnest(%s::text[], %s::bytea[], %s::uuid[]) AS r(kind, digest, customer_id) "
             "WHERE c.kind = r.kind AND c.digest = r.digest AND c.customer_id = r.customer_id"
         ).format(schema=schema)
+        self._group_commands = SQL(
+            "SELECT command_id FROM {schema}.crm_commands WHERE command_id = ANY(%s::text[])"
+        ).format(schema=schema)
         self._select_command = SQL(
             "SELECT name, streams FROM {schema}.crm_commands WHERE command_id = %s"
         ).format(schema=schema)
@@ -149,6 +160,17 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         self._stream_heads = SQL(
             "SELECT originator_id, max(originator_version) FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(schema=schema, table=table)
+        self._contact_owners = SQL(
+            "SELECT c.kind, c.digest, c.customer_id FROM unnest(%s::text[], %s::bytea[]) "
+            "AS k(kind, digest) JOIN {schema}.crm_contact_index c "
+            "ON c.kind = k.kind AND c.digest = k.digest"
+        ).format(schema=schema)
+        # ORDER BY n: ids are drawn in the order of the arrays, i.e. of the group's items.
+        self._insert_group_events = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT i, v, t, s FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) "
+            "WITH ORDINALITY AS r(i, v, t, s, n) ORDER BY n RETURNING notification_id"
         ).format(schema=schema, table=table)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -247,6 +269,69 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._stream_heads, (list(stream_ids),))
             return dict(curs.fetchall())
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_command_group(
+        self,
+        stream_ids: Sequence[UUID],
+        command_ids: Sequence[str],
+        contact_keys: Sequence[tuple[str, bytes]],
+        plan: Callable[[GroupState], GroupWrites],
+    ) -> list[int]:
+        """A group commit: under the table lock, read the heads, recorded commands and
+        contact owners the group touches (one pipelined round), let `plan` check the items
+        against them, then write what it accepted (a second round) and commit.
+
+        A retry after a dropped connection starts over and plans again from what committed."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline() as pipeline,
+            conn.transaction(),
+        ):
+            with conn.cursor() as curs:
+                self._lock_table(curs)
+            heads = conn.cursor(row_factory=tuple_row)
+            heads.execute(self._stream_heads, (list(stream_ids),), prepare=True)
+            recorded = conn.cursor(row_factory=tuple_row)
+            if command_ids:
+                recorded.execute(self._group_commands, (list(command_ids),), prepare=True)
+            owners = conn.cursor(row_factory=tuple_row)
+            if contact_keys:
+                owners.execute(self._contact_owners, _columns(contact_keys), prepare=True)
+            pipeline.sync()
+            writes = plan(
+                GroupState(
+                    heads=dict(heads.fetchall()),
+                    recorded={r[0] for r in recorded.fetchall()} if command_ids else set(),
+                    owners={(k, bytes(d)): c for k, d, c in owners.fetchall()}
+                    if contact_keys
+                    else {},
+                )
+            )
+            if not writes.events:
+                return []
+            with conn.cursor() as curs:
+                if writes.releases:
+                    curs.execute(self._delete_claims, _columns(writes.releases))
+                if writes.claims:
+                    curs.execute(self._insert_claims, _columns(writes.claims))
+                if writes.commands:
+                    curs.execute(self._insert_commands, _columns(writes.commands))
+                self._notify_channel(curs)
+            inserted = conn.cursor(row_factory=tuple_row)
+            events = writes.events
+            inserted.execute(
+                self._insert_group_events,
+                (
+                    [e.originator_id for e in events],
+                    [e.originator_version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                ),
+                prepare=True,
+            )
+            pipeline.sync()
+            return sorted(r[0] for r in inserted.fetchall())
 
 
 class PostgresBulkLogRecorder(PostgresLogRecorder):
@@ -468,9 +553,6 @@ class PostgresBackend:
             schema=url.schema,
             idle_in_transaction_session_timeout=60,
         )
-        if url.schema:
-            with self.datastore.transaction(commit=True) as curs:
-                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(url.schema)))
         self.standard = PostgresLogRecorder(self.datastore)
         self.bulk = PostgresBulkLogRecorder(self.datastore)
         self.tracking = PostgresTrackingRecorder(
@@ -478,9 +560,21 @@ class PostgresBackend:
         )
         self.vault = PostgresKeyVault(self.datastore)
         self.contacts = PostgresContactIndex(self.datastore)
-        self.standard.create_table()
-        self.tracking.create_table()
-        self.vault.create_tables()
+        # Processes that start together on a fresh database (compose: handlers, projector,
+        # relay) would race on CREATE ... IF NOT EXISTS ("tuple concurrently updated"): one
+        # creates while the others wait on a session lock, then find everything in place.
+        with psycopg.connect(url.target, autocommit=True) as lock:
+            lock.execute("SELECT pg_advisory_lock(%s)", (_DDL_LOCK,))
+            try:
+                if url.schema:
+                    lock.execute(
+                        SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(url.schema))
+                    )
+                self.standard.create_table()
+                self.tracking.create_table()
+                self.vault.create_tables()
+            finally:
+                lock.execute("SELECT pg_advisory_unlock(%s)", (_DDL_LOCK,))
 
     def close(self) -> None:
         self.datastore.close()

@@ -7,7 +7,8 @@ rowid the library uses: VACUUM may renumber a bare rowid, and AUTOINCREMENT neve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -18,9 +19,11 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteTrackingRecorder,
+    SQLiteTransaction,
 )
 
 from infra.codec import LogRow
+from infra.store.event_store import GroupState, GroupWrites
 from infra.store.url import StoreURL
 
 # customer_id is the first element of the envelope's msgpack array (see infra/codec.py).
@@ -37,6 +40,31 @@ _COLUMNS = "notification_id, originator_id, originator_version, topic, state, re
 
 def _recorded_at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+class _ImmediateTransaction(SQLiteTransaction):
+    """BEGIN IMMEDIATE: take the write lock before the first read, so what a group commit
+    reads cannot change before it writes (a deferred BEGIN could fail to upgrade)."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
+@contextmanager
+def _write_transaction(datastore: SQLiteDatastore) -> Iterator[SQLiteCursor]:
+    with (
+        datastore.get_connection(commit=True) as conn,
+        _ImmediateTransaction(conn, commit=True) as curs,
+        curs,
+    ):
+        yield curs
 
 
 class SqliteLogRecorder(SQLiteApplicationRecorder):
@@ -94,6 +122,62 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
                 "DELETE FROM crm_contact_index WHERE kind = ? AND digest = ? AND customer_id = ?",
                 [(k, d, cid.hex) for k, d, cid in releases],
             )
+
+    def insert_command_group(
+        self,
+        stream_ids: Sequence[UUID],
+        command_ids: Sequence[str],
+        contact_keys: Sequence[tuple[str, bytes]],
+        plan: Callable[[GroupState], GroupWrites],
+    ) -> list[int]:
+        """A group commit: under the write lock, read the heads, recorded commands and contact
+        owners the group touches, let `plan` check the items, write what it accepted."""
+        t = self.events_table_name
+        with _write_transaction(self.datastore) as c:
+            heads: dict[UUID, int] = {}
+            for chunk in _chunks([s.hex for s in stream_ids]):
+                c.execute(
+                    f"SELECT originator_id, max(originator_version) FROM {t} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
+                    chunk,
+                )
+                heads.update((UUID(r[0]), r[1]) for r in c.fetchall())
+            recorded: set[str] = set()
+            for chunk in _chunks(command_ids):
+                c.execute(
+                    "SELECT command_id FROM crm_commands "
+                    f"WHERE command_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                recorded.update(r[0] for r in c.fetchall())
+            owners: dict[tuple[str, bytes], UUID] = {}
+            for chunk in _chunks(contact_keys):
+                c.execute(
+                    "SELECT kind, digest, customer_id FROM crm_contact_index WHERE (kind, digest) "
+                    f"IN (VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                    [v for key in chunk for v in key],
+                )
+                owners.update(((k, bytes(d)), UUID(o)) for k, d, o in c.fetchall())
+            writes = plan(GroupState(heads, recorded, owners))
+            if not writes.events:
+                return []
+            if writes.releases:
+                c.executemany(
+                    "DELETE FROM crm_contact_index WHERE kind = ? AND digest = ? AND customer_id = ?",
+                    [(k, d, o.hex) for k, d, o in writes.releases],
+                )
+            self._insert_extras(c, commands=writes.commands, claims=writes.claims)
+            c.executemany(
+                self.insert_events_statement,
+                [
+                    (e.originator_id.hex, e.originator_version, e.topic, e.state)
+                    for e in writes.events
+                ],
+            )
+            # One writer at a time and AUTOINCREMENT: this batch's ids are contiguous.
+            c.execute("SELECT last_insert_rowid()")
+            last = int(c.fetchone()[0])
+            return list(range(last - len(writes.events) + 1, last + 1))
 
     def select_command(self, command_id: str) -> tuple[str, bytes] | None:
         with self.datastore.transaction(commit=False) as c:
