@@ -16,28 +16,24 @@ decided meanwhile is decided again: nothing is lost and nothing is written twice
 
 from __future__ import annotations
 
-import functools
 import gc
 import hashlib
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 import msgspec
 
 from domain.commands import Command
-from domain.customers.contacts import normalise_contact
 from domain.envelope import Envelope
 from domain.errors import DomainError
-from domain.pipeline.state import pipeline_stream_id
-from domain.products.state import product_stream_id
 from handlers.bus import CommandBus
 from handlers.decision import CommandContext, Decision
 from handlers.deps import Deps
 from handlers.errors import CommandRejected
+from handlers.overlay import Overlay, overlay_for
 from handlers.parsing import ImportLine, parse_command, parse_line
 from handlers.ports import (
     AppendConflict,
@@ -47,24 +43,6 @@ from handlers.ports import (
     ContactTakenOnAppend,
 )
 from handlers.states import CustomerStates
-
-REFERENCE_FIELDS = (
-    "customer_id",
-    "organisation_id",
-    "person_id",
-    "survivor_id",
-    "merged_id",
-    "interaction_id",
-    "order_id",
-    "deal_id",
-    "equipment_id",
-    "ticket_id",
-    "survey_id",
-    "offer_id",
-    "reminder_id",
-    "subscription_id",
-)
-CONTACT_KINDS = ("email", "phone")
 
 
 class LineError(msgspec.Struct, frozen=True):
@@ -103,149 +81,6 @@ class _Decided:
 def command_id_of(line: ImportLine, raw: bytes) -> str:
     """The line's own command_id, else one derived from its bytes: re-runs append nothing."""
     return line.command_id or "import:" + hashlib.sha256(raw.strip()).hexdigest()[:40]
-
-
-@functools.cache
-def _shape(
-    command_type: type[Command],
-) -> tuple[Callable[[Command], tuple[UUID | None, ...]], tuple[str, ...], bool]:
-    """(getter of the reference fields, contact fields, has kind/value) of a command type."""
-    names = command_type.__struct_fields__
-    refs = [f for f in REFERENCE_FIELDS if f in names]
-    getter: Callable[[Command], Any]
-    if not refs:
-        getter = lambda c: ()  # noqa: E731
-    elif len(refs) == 1:
-        one = operator.attrgetter(refs[0])
-        getter = lambda c: (one(c),)  # noqa: E731
-    else:
-        getter = operator.attrgetter(*refs)
-    return (
-        getter,
-        tuple(f for f in CONTACT_KINDS if f in names),
-        "kind" in names and "value" in names,
-    )
-
-
-def references_of(command: Command) -> list[UUID]:
-    """The streams a command names: customers, interactions, orders, deals, subscriptions by
-    id; products by sku (also of its items and plan), a pipeline by name."""
-    refs = [r for r in _shape(type(command))[0](command) if r is not None]
-    if _names_products(type(command)):
-        refs.extend(product_stream_id(sku) for sku in _skus(command))
-        pipeline = getattr(command, "pipeline", None)
-        if isinstance(pipeline, str):
-            refs.append(pipeline_stream_id(pipeline))
-    return refs
-
-
-@functools.cache
-def _names_products(command_type: type[Command]) -> bool:
-    """Whether a command type can name a product (sku, plan, items) or a pipeline."""
-    return bool({"sku", "plan", "items", "pipeline"} & set(command_type.__struct_fields__))
-
-
-def _skus(command: Command) -> list[str]:
-    found = [s for f in ("sku", "plan") if isinstance(s := getattr(command, f, None), str)]
-    found.extend(i.sku for i in getattr(command, "items", None) or () if hasattr(i, "sku"))
-    return found
-
-
-def contacts_of(command: Command) -> list[tuple[str, str]]:
-    """The e-mails and phones a command would claim (registration, added contact)."""
-    _, fields, kind_value = _shape(type(command))
-    found = [(k, v) for k in fields if isinstance(v := getattr(command, k), str)]
-    if kind_value:
-        kind, value = getattr(command, "kind"), getattr(command, "value")  # noqa: B009
-        if kind in CONTACT_KINDS and isinstance(value, str):
-            found.append((kind, value))
-    return found
-
-
-class _Overlay:
-    """The event log as a batch sees it.
-
-    For each stream it holds, it has the events after `base[stream]` (the version of the state
-    the importer already has; 0 for a stream held whole) plus what the batch decided so far.
-    A stream it does not hold yet is read from the log once (whole), with the events of the
-    batch still being appended (`flying`) on top, and held from then on. Contact owners looked
-    up in advance, and the ones the batch claimed or released, are answered without a query.
-    """
-
-    def __init__(
-        self,
-        log: BatchLog,
-        newer: dict[UUID, list[Envelope]],
-        base: dict[UUID, int],
-        owners: dict[tuple[str, str], UUID | None],
-        flying: dict[UUID, list[Envelope]],
-    ) -> None:
-        self._log = log
-        self._streams = newer
-        self._base = base
-        self._owners = owners
-        self._flying = flying
-        self.claimed: dict[tuple[str, str], UUID | None] = {}  # what the batch claimed/released
-
-    def _hold(self, stream_ids: Iterable[UUID]) -> None:
-        """Read the streams not held yet, in one query, and hold them whole."""
-        missing = [i for i in dict.fromkeys(stream_ids) if i not in self._streams]
-        if not missing:
-            return
-        found = self._log.load_many(missing)
-        for stream_id in missing:
-            events = list(found.get(stream_id, ()))
-            head = events[-1].version if events else 0
-            events.extend(e for e in self._flying.get(stream_id, ()) if e.version > head)
-            self._streams[stream_id] = events
-            self._base[stream_id] = 0
-
-    def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[Envelope]:
-        if stream_id not in self._streams:
-            self._hold([stream_id])
-        known = self._streams[stream_id]
-        base = self._base.get(stream_id, 0)
-        if after_version >= base:
-            return known[after_version - base :]
-        older = [e for e in self._log.read_stream(stream_id, after_version) if e.version <= base]
-        head = older[-1].version if older else after_version  # the rest may still be in flight
-        older.extend(e for e in self._flying.get(stream_id, ()) if head < e.version <= base)
-        return older + known
-
-    def load(self, stream_id: UUID) -> list[Envelope]:
-        return self.read_stream(stream_id, 0)
-
-    def load_many(self, stream_ids: Iterable[UUID]) -> dict[UUID, list[Envelope]]:
-        ids = list(stream_ids)
-        self._hold(ids)
-        return {i: self.read_stream(i, 0) for i in ids}
-
-    def contact_owner(self, kind: str, value: str) -> UUID | None:
-        key = (kind, normalise_contact(kind, value))
-        if key in self._owners:
-            return self._owners[key]
-        return self._log.contact_owner(kind, value)
-
-    def accept(self, decision: Decision) -> None:
-        for e in decision.events:
-            known = self._streams.get(e.stream_id)
-            if known is None:
-                if e.version == 1:  # a new stream (else the append would conflict)
-                    known = self._streams[e.stream_id] = []
-                    self._base[e.stream_id] = 0
-                else:
-                    self._hold([e.stream_id])
-                    known = self._streams[e.stream_id]
-            known.append(e)
-        for c in decision.claims:
-            key = (c.kind, normalise_contact(c.kind, c.value))
-            self._owners[key] = self.claimed[key] = c.customer_id
-        for c in decision.releases:
-            key = (c.kind, normalise_contact(c.kind, c.value))
-            self._owners[key] = self.claimed[key] = None
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._log, name)
 
 
 class Importer:
@@ -338,31 +173,20 @@ class Importer:
         report.duplicates += len(recorded)
         return [p for p in parsed if p.ctx.command_id not in recorded]
 
-    def _overlay(self, todo: Sequence[_Parsed], flying: _Decided | None) -> _Overlay:
-        """One query for the newer events of every stream the batch names, one for contacts;
-        plus the events of the batch still being appended (`flying`), as if they had landed."""
-        refs = {ref for p in todo for ref in references_of(p.command)}
-        version_of = self.states.version_of
-        base = {ref: version_of(ref) for ref in refs}
-        contacts = {c for p in todo for c in contacts_of(p.command)}
-        owners: dict[tuple[str, str], UUID | None] = {
-            (k, normalise_contact(k, v)): None for k, v in contacts
-        }
-        for (k, v), owner in self.log.contact_owners(contacts).items():
-            owners[(k, normalise_contact(k, v))] = owner
-        newer = self.log.load_newer(base)
+    def _overlay(self, todo: Sequence[_Parsed], flying: _Decided | None) -> Overlay:
+        """The batch's view of the log, with the batch still being appended (`flying`)."""
         pending: dict[UUID, list[Envelope]] = {}
         if flying is not None:
             for _, decision in flying.items:
                 for e in decision.events:
                     pending.setdefault(e.stream_id, []).append(e)
-            for stream_id, known in newer.items():
-                head = known[-1].version if known else base[stream_id]
-                known.extend(e for e in pending.get(stream_id, ()) if e.version > head)
-            for (k, v), owner in flying.owners.items():
-                if (k, v) in owners:
-                    owners[(k, v)] = owner
-        return _Overlay(self.log, newer, base, owners, pending)
+        return overlay_for(
+            self.log,
+            self.states,
+            (p.command for p in todo),
+            pending,
+            flying.owners if flying is not None else None,
+        )
 
     def _decide(self, todo: Sequence[_Parsed], flying: _Decided | None = None) -> _Decided:
         overlay = self._overlay(todo, flying)
