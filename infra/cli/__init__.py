@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from infra.cli import audiences, campaigns, commands, projections, reports, service
+from infra.cli import audiences, campaigns, commands, projections, reports, serve, service
 from infra.errors import InfraError
 from infra.logging import configure_logging
 
@@ -55,7 +55,7 @@ def demo(
 
 app.add_typer(projections.projections_app, name="projections")
 app.add_typer(projections.customer_app, name="customer")
-app.add_typer(projections.serve_app, name="serve")
+app.add_typer(serve.serve_app, name="serve")
 app.add_typer(reports.pipeline_app, name="pipeline")
 app.add_typer(reports.orders_app, name="orders")
 app.add_typer(reports.retention_app, name="retention")

@@ -1,9 +1,7 @@
-"""`crm projections status|run|rebuild`, `crm customer show`, `crm serve projector`."""
+"""`crm projections status|run|rebuild`, `crm customer show`."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
@@ -27,7 +25,6 @@ log = structlog.get_logger("crm.projector")
 
 projections_app = typer.Typer(no_args_is_help=True, help="Read models: status, catch-up, rebuild.")
 customer_app = typer.Typer(no_args_is_help=True, help="Look a customer up in the views.")
-serve_app = typer.Typer(no_args_is_help=True, help="Run an engine role until stopped.")
 
 
 @contextmanager
@@ -165,26 +162,3 @@ def show(
         except CustomerNotInViews as e:
             err_console.print(f"[red]{e}[/red]")
             raise typer.Exit(1) from None
-
-
-@serve_app.command("projector")
-def serve_projector(
-    poll: float = typer.Option(0.2, help="Longest wait between checks (seconds)."),
-    page: int = typer.Option(PAGE, min=1, help="Events read and applied per transaction."),
-) -> None:
-    """Follow the log until SIGTERM or Ctrl-C: every page commits with its checkpoint, so
-    stopping loses nothing; the current page is finished first."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("projector.stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with open_projector(page) as (_, runner):
-        log.info("projector.started", projections=sorted(runner.projections))
-        err_console.print("projector running (Ctrl-C or SIGTERM stops it)")
-        runner.follow(stop, poll=poll)
-        log.info("projector.stopped")
-        err_console.print("projector stopped")

@@ -1,0 +1,1 @@
+"""NATS adapters: the command service, the relay to JetStream, queries and the change feed."""

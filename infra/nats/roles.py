@@ -1,0 +1,93 @@
+"""`crm serve handlers|projector|relay|all`: the engine's roles as long-running processes.
+
+Every role reads `CRM_STORE_URL`, `CRM_NATS_URL` and the NATS credentials (infra/nats/connect.py),
+`CRM_NATS_PREFIX` (default `crm`: subjects `crm.cmd.>`, `crm.query.>`, `crm.view.>`,
+`crm.evt.>`) and `CRM_EVENTS_STREAM` (default `CRM_EVENTS`),
+runs until SIGTERM or SIGINT and then stops cleanly: handlers answer every command they took,
+the projector finishes its page (each page commits with its checkpoint), the relay waits for
+the acknowledgements of what it published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+
+from infra.engine import open_engine
+from infra.errors import ConfigurationError
+from infra.nats.connect import NatsSettings, connect
+from infra.nats.feed import run_projector_with_feed
+from infra.nats.queries import QueryService
+from infra.nats.relay import Relay, RelayConfig
+from infra.nats.service import CommandService
+from infra.projection_db import projection_db
+from infra.projector import open_runner
+
+log = structlog.get_logger("crm.serve")
+
+ROLES = ("handlers", "projector", "relay")
+
+
+def roles_of(role: str) -> tuple[str, ...]:
+    if role == "all":
+        return ROLES
+    if role not in ROLES:
+        raise ConfigurationError(f"unknown role {role!r}: one of {', '.join((*ROLES, 'all'))}")
+    return (role,)
+
+
+async def serve(roles: tuple[str, ...], env: Mapping[str, str] | None = None) -> None:
+    """Run the roles in this process until a signal stops them."""
+    env = os.environ if env is None else env
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_roles(roles, stop, env)
+
+
+async def run_roles(roles: tuple[str, ...], stop: asyncio.Event, env: Mapping[str, str]) -> None:
+    settings = NatsSettings.from_env(env, name=f"crm-{'-'.join(roles)}")
+    engine = open_engine(env=env)
+    nc = await connect(settings)
+    prefix = env.get("CRM_NATS_PREFIX") or "crm"
+    structlog.contextvars.bind_contextvars(roles=",".join(roles))
+    try:
+        tasks: list[asyncio.Task[object]] = []
+        if "handlers" in roles:
+            service = CommandService(
+                engine, nc, prefix=prefix, name="crm" if prefix == "crm" else prefix
+            )
+            await service.start()
+            tasks.append(asyncio.create_task(_until(stop, service.stop)))
+        if "projector" in roles:
+            runner = open_runner(engine)
+            tasks.append(
+                asyncio.create_task(run_projector_with_feed(runner, nc, stop, prefix=prefix))
+            )
+            queries = QueryService(projection_db(engine.store), prefix=prefix)
+            await queries.start(nc)
+            tasks.append(asyncio.create_task(_until(stop, queries.stop)))
+        if "relay" in roles:
+            stream = env.get("CRM_EVENTS_STREAM") or (
+                "CRM_EVENTS" if prefix == "crm" else f"{prefix.upper()}_EVENTS"
+            )
+            relay = Relay(
+                engine.store, nc, RelayConfig(stream=stream, subject_prefix=f"{prefix}.evt")
+            )
+            tasks.append(asyncio.create_task(relay.run(stop)))
+        log.info("serve.started", roles=list(roles), nats=list(settings.servers))
+        await asyncio.gather(*tasks)
+    finally:
+        await nc.drain()
+        engine.close()
+        log.info("serve.stopped", roles=list(roles))
+
+
+async def _until(stop: asyncio.Event, then: Callable[[], Awaitable[None]]) -> None:
+    await stop.wait()
+    await then()
