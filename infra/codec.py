@@ -84,6 +84,21 @@ class LogRow(NamedTuple):
     recorded_at: datetime | None = None
 
 
+class SplitEvent(msgspec.Struct, frozen=True, gc=False):
+    """A stored event opened without a key: the envelope with its public payload only, and the
+    sealed personal fields as they are stored (nonce + ciphertext), for whoever holds the key.
+
+    `envelope.payload` is the payload Struct (current shape) when nothing is sealed, the
+    Struct of its public fields when something is, or, for a sealed event of an older schema
+    version (its upcaster needs the sealed fields), the public fields as stored in that version,
+    as a dict; `schema_version` says which shape it is.
+    """
+
+    envelope: Envelope[Any]
+    sealed: bytes | None
+    schema_version: int
+
+
 class StoredRow(msgspec.Struct, frozen=True, gc=False):
     """What the recorders insert: the four attributes of eventsourcing's StoredEvent, in a
     lighter type (a frozen dataclass costs as much to build as encoding the event)."""
@@ -275,6 +290,47 @@ class EventCodec:
             for i in sealed:
                 self._unseal(opened[i], rows[i])
         return opened
+
+    def split(self, row: LogRow) -> SplitEvent:
+        """Open a row without decrypting anything (the relay to the bus holds no key): the
+        envelope with the public fields, and the sealed bytes, or None when nothing is sealed.
+
+        Raises EventDecodeError (UnknownEventType, CorruptEvent) for bytes it cannot read."""
+        state = row.state
+        position = row.position
+        if len(state) < MIN_SIZE or state[0] != MAGIC:
+            raise CorruptEvent(position, "not a crm-engine envelope (bad or missing header)")
+        tc = self._by_tag.get(row.topic) or self._codec_for_tag(row.topic, position)
+        version = (state[2] << 8) | state[3]
+        sealed: bytes | None = None
+        end = len(state)
+        if state[1] & SEALED:
+            sealed, end = self._sealed_part(tc, row)
+        try:
+            if version == tc.spec.version:
+                decoder = tc.plain_decoder if sealed is None else tc.sealed_decoder
+                assert decoder is not None
+                env = decoder.decode(state[HEADER_SIZE:end])
+            elif version > tc.spec.version:
+                raise CorruptEvent(
+                    position, f"{tc.tag} v{version} is newer than this code (v{tc.spec.version})"
+                )
+            elif sealed is None:
+                env = self._upcast(tc, version, state[HEADER_SIZE:end], None, row)
+                version = tc.spec.version
+            else:
+                env = msgspec.convert(
+                    self._generic.decode(state[HEADER_SIZE:end]),
+                    Envelope[dict[str, Any]],
+                    strict=False,
+                )
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise CorruptEvent(position, f"{tc.tag} v{version}: {e}") from None
+        if env.version != row.version or env.stream_id.int != row.stream_id.int:
+            raise CorruptEvent(position, "envelope does not match its row (stream or version)")
+        force_setattr(env, "position", position)
+        force_setattr(env, "recorded_at", row.recorded_at)
+        return SplitEvent(env, sealed, version)
 
     def _placeholders(self, env: Envelope[Any], row: LogRow) -> None:
         """The whole payload with placeholders for the personal fields, left sealed."""
