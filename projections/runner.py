@@ -9,6 +9,12 @@
 - Timers (`crm_timers`) a projection scheduled fire when the clock passes their due time.
 - Rebuild fills a new generation of the tables from position 0 and swaps the stable views and
   the checkpoint in one transaction.
+- `on_commit(projection, events, position)` hears of every committed change of a view's rows
+  (the change feed): after a page, with the events it applied and its end position; after timers
+  fired, with an empty list and the unchanged checkpoint (timers change rows without moving it;
+  the hook gets no keys for them). A checkpoint that only moved past events the view does not
+  handle is no change and is not reported. The hook runs on the projector's thread: it must
+  be quick, and an exception from it is logged, never taken for a failed page.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 import structlog
@@ -97,6 +103,7 @@ class _Checkpoint(msgspec.Struct):
 
 
 Item = Envelope[Any] | _Undecodable
+OnCommit: TypeAlias = Callable[[str, list[Envelope[Any]], int], None]
 
 
 class Runner:
@@ -109,6 +116,7 @@ class Runner:
         *,
         page: int = PAGE,
         policies: dict[str, Policy] | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self.db = db
         self.source = source
@@ -116,6 +124,7 @@ class Runner:
         self.clock = clock
         self.page = page
         self.policies = policies or {}
+        self.on_commit = on_commit
         self._checkpoints: dict[str, _Checkpoint] = {}
 
     def close(self) -> None:
@@ -295,6 +304,18 @@ class Runner:
             p.committed(cp.generation, end)
         except Exception:  # a cache hook must never make a committed page look failed
             p.forget_cache()
+        if events:
+            self._notify(p.name, events, end)
+
+    def _notify(self, name: str, events: list[Envelope[Any]], position: int) -> None:
+        """Tell `on_commit` of a committed change; its failure is logged, never raised (the
+        page is committed: raising would dead-letter or retry events already applied)."""
+        if self.on_commit is None:
+            return
+        try:
+            self.on_commit(name, events, position)
+        except Exception:
+            log.exception("projection.on_commit_failed", projection=name, position=position)
 
     def _advance_idle(self, idle: list[Projection], end: int) -> None:
         """Projections with nothing to apply in a page move their checkpoints together, in
@@ -470,6 +491,7 @@ class Runner:
                 p.forget_cache()  # what on_timers cached is rolled back with the transaction
                 raise
         cp.epoch += 1
+        self._notify(p.name, [], cp.position)
         return len(timers)
 
     def next_timer(self) -> datetime | None:
