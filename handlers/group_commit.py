@@ -86,10 +86,6 @@ class GroupCommitter:
                     continue
                 first[command_id] = i
             todo.append(i)
-        if first:
-            for command_id in self.log.recorded_commands(first):
-                outcomes[first[command_id]] = self._prior(command_id)
-            todo = [i for i in todo if outcomes[i] is None]
         attempt = 0
         while todo:
             attempt += 1
@@ -112,7 +108,13 @@ class GroupCommitter:
             self.states,
             (items[i].command for i in todo),
             also=[new_customer_id(items[i]) for i in todo if _registers(items[i].command)],
+            command_ids=[c for i in todo if (c := items[i].ctx.command_id) is not None],
         )
+        if overlay.recorded:  # a retry of a command that landed: its first answer, undecided
+            for i in todo:
+                if items[i].ctx.command_id in overlay.recorded:
+                    outcomes[i] = self._prior(items[i].ctx.command_id)  # type: ignore[arg-type]
+            todo = [i for i in todo if outcomes[i] is None]
         deps = Deps(log=overlay, clock=self.bus.deps.clock, states=self.states)  # type: ignore[arg-type]
         decided: list[tuple[int, Decision, tuple[int, ...]]] = []
         writer: dict[UUID, int] = {}  # stream -> the last decided item that wrote it

@@ -124,6 +124,7 @@ class Overlay:
         self._flying = flying
         self.claimed: dict[tuple[str, str], UUID | None] = {}  # what the batch claimed/released
         self.reads: set[UUID] = set()  # the streams read since the caller last cleared it
+        self.recorded: set[str] = set()  # the command ids asked about that are recorded
 
     def _hold(self, stream_ids: Iterable[UUID]) -> None:
         """Read the streams not held yet, in one query, and hold them whole."""
@@ -195,10 +196,12 @@ def overlay_for(
     pending_owners: dict[tuple[str, str], UUID | None] | None = None,
     *,
     also: Iterable[UUID] = (),
+    command_ids: Iterable[str] = (),
 ) -> Overlay:
-    """One query for the newer events of every stream the commands name, one for contacts;
+    """One round trip for the newer events of every stream the commands name, the owners of
+    the contacts they name and which of `command_ids` are recorded (`overlay.recorded`);
     plus events still being appended (`pending`), as if they had landed. `also` names more
-    streams to read in the same query (the ids new customers will get)."""
+    streams to read at once (the ids new customers will get)."""
     commands = list(commands)
     refs = {ref for c in commands for ref in references_of(c)}
     refs.update(also)
@@ -208,9 +211,10 @@ def overlay_for(
     owners: dict[tuple[str, str], UUID | None] = {
         (k, normalise_contact(k, v)): None for k, v in contacts
     }
-    for (k, v), owner in log.contact_owners(contacts).items():
+    reads = log.batch_reads(command_ids, base, contacts)
+    for (k, v), owner in reads.owners.items():
         owners[(k, normalise_contact(k, v))] = owner
-    newer = log.load_newer(base)
+    newer = reads.newer
     pending = pending or {}
     if pending:
         for stream_id, known in newer.items():
@@ -219,4 +223,6 @@ def overlay_for(
     for key, owner in (pending_owners or {}).items():
         if key in owners:
             owners[key] = owner
-    return Overlay(log, newer, base, owners, pending)
+    overlay = Overlay(log, newer, base, owners, pending)
+    overlay.recorded = reads.recorded
+    return overlay

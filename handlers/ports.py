@@ -82,6 +82,14 @@ class EventLog(Protocol):
     def forget_keys(self, customer_id: UUID) -> None: ...
 
 
+class BatchReads(NamedTuple):
+    """What a batch of commands reads before it is decided (see BatchLog.batch_reads)."""
+
+    recorded: set[str]
+    newer: dict[UUID, list[Envelope]]
+    owners: dict[tuple[str, str], UUID]
+
+
 class BatchLog(EventLog, Protocol):
     def append_commands(
         self,
@@ -99,6 +107,15 @@ class BatchLog(EventLog, Protocol):
 
     def contact_owners(self, contacts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UUID]:
         """Owners of many (kind, value) contacts at once; free ones are left out."""
+        ...
+
+    def batch_reads(
+        self,
+        command_ids: Iterable[str],
+        after: Mapping[UUID, int],
+        contacts: Iterable[tuple[str, str]],
+    ) -> BatchReads:
+        """Recorded command ids, newer events and contact owners in one round trip."""
         ...
 
 

@@ -206,7 +206,7 @@ class EventCodec:
     def encode(self, event: Envelope[Any]) -> StoredRow:
         return self.encode_many([event])[0]
 
-    def _encode_sealed(self, event: Envelope[Any], tc: _TypeCodec) -> StoredRow:
+    def _encode_sealed(self, event: Envelope[Any], tc: _TypeCodec, nonce: bytes) -> StoredRow:
         assert (
             self._keyring is not None and tc.public_cls is not None and tc.personal_cls is not None
         )
@@ -218,7 +218,6 @@ class EventCodec:
         payload = event.payload
         public = tc.public_cls(**{n: getattr(payload, n) for n in tc.public_names})
         personal = tc.personal_cls(**{n: getattr(payload, n) for n in tc.spec.personal})
-        nonce = os.urandom(NONCE_BYTES)
         cipher = self._keyring.cipher_for(customer)
         aad = _aad(tc.sealed_prefix, customer, event.stream_id, event.version)
         sealed = nonce + cipher.encrypt(nonce, self._encode(personal), aad)
@@ -240,13 +239,18 @@ class EventCodec:
             )
         rows: list[StoredRow] = []
         append = rows.append
+        # Random nonces for the whole batch in one call: os.urandom gives up the interpreter
+        # lock, and taking it back per event costs far more than the bytes under load.
+        nonces = os.urandom(NONCE_BYTES * len(events)) if keyring is not None else b""
+        at = 0
         for event in events:  # the hot loop of imports: everything bound locally
             try:
                 tc = by_cls[event.payload.__class__]
             except KeyError:
                 tc = codec_for(event.payload.__class__)
             if keyring is not None and tc.personal_cls is not None:
-                append(sealed(event, tc))
+                append(sealed(event, tc, nonces[at : at + NONCE_BYTES]))
+                at += NONCE_BYTES
                 continue
             append(
                 StoredRow(event.stream_id, event.version, tc.tag, tc.plain_prefix + encode(event))

@@ -99,7 +99,7 @@ class CommandService:
         *,
         prefix: str = "crm",
         queue_group: str = QUEUE_GROUP,
-        max_batch: int = 512,
+        max_batch: int = 128,
         max_pending: int = 8192,
         committers: int = 2,
         name: str = SERVICE_NAME,

@@ -19,6 +19,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from domain.envelope import Envelope
 from handlers.ports import (
     AppendConflict,
+    BatchReads,
     CommandAlreadyRecorded,
     CommandResult,
     ContactClaim,
@@ -240,6 +241,13 @@ class LogRecorder(Protocol):
     def select_command(self, command_id: str) -> tuple[str, bytes] | None: ...
 
     def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]: ...
+
+    def select_batch_reads(
+        self,
+        command_ids: Sequence[str],
+        after: Sequence[tuple[UUID, int]],
+        contact_keys: Sequence[tuple[str, bytes]],
+    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID]]: ...
 
     def positions_of(self, ranges: Sequence[tuple[UUID, int, int]]) -> list[int]: ...
 
@@ -489,6 +497,24 @@ class EventStore:
             for e in self.codec.decode_many(rows):
                 found[e.stream_id].append(e)
         return found
+
+    def batch_reads(
+        self,
+        command_ids: Iterable[str],
+        after: Mapping[UUID, int],
+        contacts: Iterable[tuple[str, str]],
+    ) -> BatchReads:
+        """What a batch of commands reads before it is decided, at once: which of them are
+        recorded, each stream's events newer than a version (every stream a key), the owners
+        of the contacts they name (free ones left out)."""
+        keys = {(k, self.blind_index.digest(k, v)): (k, v) for k, v in contacts}
+        recorded, rows, owners = self.backend.standard.select_batch_reads(
+            list(command_ids), list(after.items()), list(keys)
+        )
+        newer: dict[UUID, list[Envelope]] = {i: [] for i in after}
+        for e in self.codec.decode_many(rows):
+            newer[e.stream_id].append(e)
+        return BatchReads(recorded, newer, {keys[key]: owner for key, owner in owners.items()})
 
     def read_rows(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] = (), stop: int | None = None

@@ -106,22 +106,19 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         )
         self._insert_commands = SQL(
             "INSERT INTO {schema}.crm_commands (command_id, name, streams) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::bytea[])"
         ).format(schema=schema)
         self._copy_commands = SQL(
             "COPY {schema}.crm_commands (command_id, name, streams) FROM STDIN (FORMAT BINARY)"
         ).format(schema=schema)
         self._insert_claims = SQL(
             "INSERT INTO {schema}.crm_contact_index (kind, digest, customer_id) "
-            "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::uuid[])"
+            "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::uuid[])"
         ).format(schema=schema)
         self._delete_claims = SQL(
             "DELETE FROM {schema}.crm_contact_index c "
-            "USING unnest(%s::text[], %s::bytea[], %s::uuid[]) AS r(kind, digest, customer_id) "
+            "USING unnest(%b::text[], %b::bytea[], %b::uuid[]) AS r(kind, digest, customer_id) "
             "WHERE c.kind = r.kind AND c.digest = r.digest AND c.customer_id = r.customer_id"
-        ).format(schema=schema)
-        self._group_commands = SQL(
-            "SELECT command_id FROM {schema}.crm_commands WHERE command_id = ANY(%s::text[])"
         ).format(schema=schema)
         self._select_command = SQL(
             "SELECT name, streams FROM {schema}.crm_commands WHERE command_id = %s"
@@ -133,7 +130,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         ).format(schema=schema)
         self._positions_of = SQL(
             "SELECT e.notification_id FROM {schema}.{table} e "
-            "JOIN unnest(%s::uuid[], %s::bigint[], %s::bigint[]) AS r(id, lo, hi) "
+            "JOIN unnest(%b::uuid[], %b::int8[], %b::int8[]) AS r(id, lo, hi) "
             "ON e.originator_id = r.id AND e.originator_version BETWEEN r.lo AND r.hi "
             "ORDER BY e.notification_id"
         ).format(schema=schema, table=table)
@@ -142,7 +139,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} "
         ).format(schema=schema, table=table)
         self._select_streams = columns + SQL(
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version"
         )
         self._select_customer = columns + SQL(
             "WHERE customer_id = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"
@@ -159,10 +156,10 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, table=table)
         self._stream_heads = SQL(
             "SELECT originator_id, max(originator_version) FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            "WHERE originator_id = ANY(%b) GROUP BY originator_id"
         ).format(schema=schema, table=table)
         self._contact_owners = SQL(
-            "SELECT c.kind, c.digest, c.customer_id FROM unnest(%s::text[], %s::bytea[]) "
+            "SELECT c.kind, c.digest, c.customer_id FROM unnest(%b::text[], %b::bytea[]) "
             "AS k(kind, digest) JOIN {schema}.crm_contact_index c "
             "ON c.kind = k.kind AND c.digest = k.digest"
         ).format(schema=schema)
@@ -256,6 +253,33 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             return [LogRow._make(r) for r in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_batch_reads(
+        self,
+        command_ids: Sequence[str],
+        after: Sequence[tuple[UUID, int]],
+        contact_keys: Sequence[tuple[str, bytes]],
+    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID]]:
+        """What a batch of commands reads before it is decided, in one pipelined round trip:
+        the recorded command ids, the streams' newer events, the contacts' owners."""
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            recorded = conn.cursor(row_factory=tuple_row)
+            if command_ids:
+                recorded.execute(self._select_commands, (_json.encode(list(command_ids)).decode(),))
+            newer = conn.cursor(row_factory=tuple_row, binary=True)
+            if after:
+                pairs = [{"id": i, "after": v} for i, v in after]
+                newer.execute(self._select_streams_after, (_json.encode(pairs).decode(),))
+            owners = conn.cursor(row_factory=tuple_row)
+            if contact_keys:
+                owners.execute(self._contact_owners, _columns(contact_keys))
+            pipeline.sync()
+            return (
+                {r[0] for r in recorded.fetchall()} if command_ids else set(),
+                [LogRow._make(r) for r in newer.fetchall()] if after else [],
+                {(k, bytes(d)): c for k, d, c in owners.fetchall()} if contact_keys else {},
+            )
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_stream(self, stream_id: UUID, after_version: int = 0) -> list[LogRow]:
         with (
             self.datastore.get_connection() as conn,
@@ -294,7 +318,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             heads.execute(self._stream_heads, (list(stream_ids),), prepare=True)
             recorded = conn.cursor(row_factory=tuple_row)
             if command_ids:
-                recorded.execute(self._group_commands, (list(command_ids),), prepare=True)
+                recorded.execute(self._select_commands, (_json.encode(list(command_ids)).decode(),))
             owners = conn.cursor(row_factory=tuple_row)
             if contact_keys:
                 owners.execute(self._contact_owners, _columns(contact_keys), prepare=True)
@@ -430,7 +454,7 @@ class PostgresKeyVault:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(
                 SQL(
-                    "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%s)"
+                    "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%b)"
                 ).format(s=self._s),
                 (ids,),
             )
@@ -441,13 +465,13 @@ class PostgresKeyVault:
             curs.execute(
                 SQL(
                     "INSERT INTO {s}.crm_data_keys (customer_id, wrapped) "
-                    "SELECT * FROM unnest(%s::uuid[], %s::bytea[]) ON CONFLICT (customer_id) DO NOTHING"
+                    "SELECT * FROM unnest(%b::uuid[], %b::bytea[]) ON CONFLICT (customer_id) DO NOTHING"
                 ).format(s=self._s),
                 (list(wrapped), list(wrapped.values())),
             )
             curs.execute(
                 SQL(
-                    "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%s)"
+                    "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%b)"
                 ).format(s=self._s),
                 (list(wrapped),),
             )
@@ -513,7 +537,7 @@ class PostgresContactIndex:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(
                 SQL(
-                    "SELECT c.kind, c.digest, c.customer_id FROM unnest(%s::text[], %s::bytea[]) "
+                    "SELECT c.kind, c.digest, c.customer_id FROM unnest(%b::text[], %b::bytea[]) "
                     "AS k(kind, digest) JOIN {s}.crm_contact_index c "
                     "ON c.kind = k.kind AND c.digest = k.digest"
                 ).format(s=self._s),

@@ -300,6 +300,27 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
                 rows.extend(self._row(r) for r in c.fetchall())
         return rows
 
+    def select_batch_reads(
+        self,
+        command_ids: Sequence[str],
+        after: Sequence[tuple[UUID, int]],
+        contact_keys: Sequence[tuple[str, bytes]],
+    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID]]:
+        """What a batch of commands reads before it is decided (PostgreSQL does it in one
+        round trip; here each part is a local query)."""
+        recorded = self.select_recorded_commands(command_ids) if command_ids else set()
+        rows = self.select_streams_after(after) if after else []
+        owners: dict[tuple[str, bytes], UUID] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for kind, digest in contact_keys:
+                c.execute(
+                    "SELECT customer_id FROM crm_contact_index WHERE kind = ? AND digest = ?",
+                    (kind, digest),
+                )
+                if row := c.fetchone():
+                    owners[(kind, digest)] = UUID(row[0])
+        return recorded, rows, owners
+
     def stream_heads(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
         ids = [s.hex for s in stream_ids]
         with self.datastore.transaction(commit=False) as c:

@@ -137,16 +137,16 @@ class TestImport:
             line("customer.change_stage", customer_id=a, stage="customer"),
             line("interaction.log_web", customer_id=a, action="visit", page="/"),
         ]
-        real_load_newer = engine.store.load_newer
+        real_batch_reads = engine.store.batch_reads
 
-        def stale_load_newer(after: Any) -> dict[UUID, Any]:
-            found = real_load_newer(after)
+        def stale_batch_reads(*args: Any) -> Any:
+            found = real_batch_reads(*args)
             engine.bus.execute_json(
                 "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
             )
             return found  # the batch now decides on a stale version of customer a
 
-        engine.store.load_newer = stale_load_newer  # type: ignore[method-assign]
+        engine.store.batch_reads = stale_batch_reads  # type: ignore[method-assign]
         report = importer(engine).run(lines, CTX)
         assert (report.appended, report.errors) == (2, [])
         assert [e.type for e in engine.store.read_stream(a)] == [
@@ -169,20 +169,20 @@ class TestImport:
             line("customer.change_stage", customer_id=a, stage="former_customer"),
             line("interaction.log_web", customer_id=a, action="visit", page="/bye"),
         ]
-        real_load_newer = engine.store.load_newer
+        real_batch_reads = engine.store.batch_reads
         calls = 0
 
-        def stale_once(after: Any) -> dict[UUID, Any]:
+        def stale_once(*args: Any) -> Any:
             nonlocal calls
             calls += 1
-            found = real_load_newer(after)
+            found = real_batch_reads(*args)
             if calls == 1:
                 engine.bus.execute_json(
                     "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
                 )
             return found
 
-        engine.store.load_newer = stale_once  # type: ignore[method-assign]
+        engine.store.batch_reads = stale_once  # type: ignore[method-assign]
         report = importer(engine, batch_size=2, pipeline=True).run(lines, CTX)
         assert (report.appended, report.events, report.errors) == (4, 4, [])
         stream = engine.store.read_stream(a)
