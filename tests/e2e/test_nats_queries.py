@@ -8,23 +8,28 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
+import jsonschema
 import msgspec
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from domain.catalogue import EVENTS
 from handlers.decision import CommandContext
+from handlers.registry import COMMANDS
 from infra.engine import Engine, open_engine
 from infra.nats.connect import NatsSettings, connect
 from infra.nats.queries import QueryService, serve_queries
 from infra.projection_db import projection_db
 from infra.projector import open_runner
+from infra.schema import contract
 from projections.runner import Runner
 from tests.pg import fresh_schema, pg_url_with_schema
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
 CTX = CommandContext(actor="test", channel="test")
+CONTRACT = contract(EVENTS, COMMANDS)
 SETTINGS = NatsSettings(name="crm-query-test")
 
 
@@ -55,8 +60,16 @@ Body = dict[str, Any]
 
 
 async def ask(nc: Client, subject: str, query: Body | None = None) -> tuple[Body, Msg]:
-    msg = await nc.request(subject, msgspec.json.encode(query or {}), timeout=10)
-    return msgspec.json.decode(msg.data), msg
+    body = query or {}
+    msg = await nc.request(subject, msgspec.json.encode(body), timeout=10)
+    reply = msgspec.json.decode(msg.data)
+    # every reply the tests see matches the published contract (`crm schema`)
+    if reply.get("ok"):
+        jsonschema.validate(body, CONTRACT["messages"]["query_request"])
+        jsonschema.validate(reply, CONTRACT["messages"]["query_reply"])
+    else:
+        jsonschema.validate(reply, CONTRACT["replies"]["error"])
+    return reply, msg
 
 
 def with_service(

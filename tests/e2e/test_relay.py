@@ -5,6 +5,7 @@ once, in log order, across restarts, kill -9 and poison rows; personal data only
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import jsonschema
 import msgspec
 import pytest
 from eventsourcing.persistence import StoredEvent
@@ -32,17 +34,30 @@ from nats.js.api import (
 )
 from structlog.testing import capture_logs
 
+from domain.catalogue import EVENTS
 from domain.customers.events import CustomerForgotten, CustomerRegistered
 from domain.envelope import Envelope
 from domain.interactions.events import CallLogged, WebActivity
+from handlers.registry import COMMANDS
 from infra.codec import EventCodec
 from infra.nats.connect import NatsSettings, connect
 from infra.nats.event_message import event_message_decoder
 from infra.nats.relay import Relay, RelayConfig
+from infra.schema import contract
 from infra.store.backends import open_store
 from infra.store.event_store import EventStore, StreamVersionConflict
 from tests.event_types import TEST_EVENTS, V1_EVENTS, WidgetNamedV1
 from tests.pg import fresh_schema, pg_url_with_schema
+
+MESSAGES = contract(EVENTS, COMMANDS)["messages"]
+
+
+def on_contract(raw: bytes) -> None:
+    """Every event the tests see matches the published contract (`crm schema`)."""
+    body = json.loads(raw)
+    jsonschema.validate(body, MESSAGES["event"])
+    jsonschema.validate(body["data"], MESSAGES["event_data"][body["type"]])
+
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -255,6 +270,7 @@ class TestMessages:
                 assert h.get("Crm-Correlation") == event.correlation_id
                 assert h.get("Crm-Causation") == event.causation_id
                 assert "Crm-Undecodable" not in h
+                on_contract(msg.data)
                 body = event_message_decoder.decode(msg.data)
                 assert (body.position, body.stream_id, body.version) == (
                     row.position,
