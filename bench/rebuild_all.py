@@ -39,8 +39,7 @@ import time
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from bench._common import CACHE_DIR, bench_schema, emit, fmt_rate, log, pg_url, summary
-from bench._common import with_schema
+from bench._common import CACHE_DIR, bench_schema, emit, fmt_rate, log, pg_url, summary, with_schema
 from bench.catchup import catch_up, drop_views, history_lines, load, log_size, maintain, raw_read
 from infra.engine import open_engine
 from projections.catalogue import all_projections

@@ -229,6 +229,15 @@ class CommandService:
         try:
             if isinstance(outcome, CommandResult):
                 await request.respond(_encode(ok_reply(outcome)))
+                if job is not None:
+                    log.debug(
+                        "command.done",
+                        command=job.submitted.command.command_name(),
+                        command_id=job.submitted.ctx.command_id,
+                        correlation_id=job.submitted.ctx.correlation_id,
+                        positions=outcome.positions,
+                        ms=round((time.perf_counter() - job.received) * 1000, 2),
+                    )
                 return
             body = reply_for(outcome)
             if job is not None:
