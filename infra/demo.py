@@ -10,6 +10,7 @@ timeline, with how to explore the store further.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import time
 import uuid
@@ -33,6 +34,7 @@ from infra.cli.render import show_profile
 from infra.engine import Engine, open_engine
 from infra.history import HistoryConfig, history, population
 from infra.projector import open_runner, views
+from infra.sealer import seal_and_anchor
 from projections.audiences import explain, members
 from projections.campaigns import campaign_report
 from projections.customer_profile import CHANNELS
@@ -106,6 +108,10 @@ def run_demo(
                 {"customer_id": str(forgotten)},
                 CommandContext(actor="employee:dpo", channel="manual"),
             )
+            # sealed here, while the follower still projects on the other core
+            sealing = time.perf_counter()
+            sealed = seal_and_anchor(engine.store)
+            seal_seconds = time.perf_counter() - sealing
         with open_runner(engine) as runner:
             _project(console, runner)
             shown = _interesting_customer(runner)
@@ -114,6 +120,18 @@ def run_demo(
             show_service(console, runner, config.now, DEMO_DIR, shown)
             show_campaign(console, engine, runner, now=config.now, seed=seed, out=DEMO_DIR)
         show_forgotten(console, engine, forgotten)
+        sealing = time.perf_counter()
+        sealed += seal_and_anchor(engine.store)  # the campaign's events, appended since
+        seal_seconds += time.perf_counter() - sealing
+        anchored = (
+            "anchored in JetStream CRM_SEALS"
+            if os.environ.get("CRM_NATS_URL")
+            else ("not anchored: set CRM_NATS_URL to anchor the head in JetStream")
+        )
+        console.print(
+            f"Sealed the log: {sealed:,} events in a hash chain ({seal_seconds:.1f} s; "
+            f"{anchored}); `crm verify` checks it, and UPDATE or DELETE on the log is refused."
+        )
         return DemoResult(
             customers,
             report.lines,

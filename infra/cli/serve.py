@@ -1,4 +1,4 @@
-"""`crm serve handlers|projector|relay|all`: run engine roles until SIGTERM or Ctrl-C."""
+"""`crm serve handlers|projector|relay|sealer|all`: run engine roles until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -44,9 +44,16 @@ def serve_relay() -> None:
     _serve("relay")
 
 
+@serve_app.command("sealer")
+def serve_sealer() -> None:
+    """Seal the log as it grows (hash chain in `log_seal`); with CRM_NATS_URL set, anchor the
+    sealed head in JetStream `CRM_SEALS` so the database alone cannot rewrite history."""
+    _serve("sealer")
+
+
 @serve_app.command("all")
 def serve_all() -> None:
-    """Handlers, projector (with queries and change feed) and relay in one process."""
+    """Handlers, projector (with queries and change feed), relay and sealer in one process."""
     _serve("all")
 
 

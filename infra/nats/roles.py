@@ -6,7 +6,8 @@ Every role reads `CRM_STORE_URL`, `CRM_NATS_URL` and the NATS credentials (infra
 (batches decided and committed at once, default 2) and `CRM_MAX_BATCH` (default 128),
 runs until SIGTERM or SIGINT and then stops cleanly: handlers answer every command they took,
 the projector finishes its page (each page commits with its checkpoint), the relay waits for
-the acknowledgements of what it published.
+the acknowledgements of what it published, the sealer seals what it read (and anchors its head
+in JetStream `CRM_SEALS` when `CRM_NATS_URL` is set; it is the only role that runs without NATS).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from infra.nats.relay import Relay, RelayConfig
 from infra.nats.service import CommandService
 from infra.projection_db import projection_db
 from infra.projector import open_runner
+from infra.sealer import SealerConfig, run_sealer
 
 log = structlog.get_logger("crm.serve")
 
-ROLES = ("handlers", "projector", "relay")
+ROLES = ("handlers", "projector", "relay", "sealer")
+NEEDS_NATS = ("handlers", "projector", "relay")  # the sealer anchors only when CRM_NATS_URL is set
 
 
 def roles_of(role: str) -> tuple[str, ...]:
@@ -71,12 +74,21 @@ def tune_interpreter() -> None:
 async def run_roles(roles: tuple[str, ...], stop: asyncio.Event, env: Mapping[str, str]) -> None:
     settings = NatsSettings.from_env(env, name=f"crm-{'-'.join(roles)}")
     engine = open_engine(env=env)
-    nc = await connect(settings)
+    bus = any(r in NEEDS_NATS for r in roles) or bool(env.get("CRM_NATS_URL"))
+    nc = await connect(settings) if bus else None
     prefix = env.get("CRM_NATS_PREFIX") or "crm"
     structlog.contextvars.bind_contextvars(roles=",".join(roles))
     try:
         tasks: list[asyncio.Task[object]] = []
+        if "sealer" in roles:
+            anchor = nc if env.get("CRM_NATS_URL") else None
+            tasks.append(
+                asyncio.create_task(
+                    run_sealer(engine.store, stop, anchor, SealerConfig.from_env(env))
+                )
+            )
         if "handlers" in roles:
+            assert nc is not None
             service = CommandService(
                 engine,
                 nc,
@@ -88,6 +100,7 @@ async def run_roles(roles: tuple[str, ...], stop: asyncio.Event, env: Mapping[st
             await service.start()
             tasks.append(asyncio.create_task(_until(stop, service.stop)))
         if "projector" in roles:
+            assert nc is not None
             runner = open_runner(engine)
             tasks.append(
                 asyncio.create_task(run_projector_with_feed(runner, nc, stop, prefix=prefix))
@@ -96,6 +109,7 @@ async def run_roles(roles: tuple[str, ...], stop: asyncio.Event, env: Mapping[st
             await queries.start(nc)
             tasks.append(asyncio.create_task(_until(stop, queries.stop)))
         if "relay" in roles:
+            assert nc is not None
             stream = env.get("CRM_EVENTS_STREAM") or (
                 "CRM_EVENTS" if prefix == "crm" else f"{prefix.upper()}_EVENTS"
             )
@@ -103,10 +117,11 @@ async def run_roles(roles: tuple[str, ...], stop: asyncio.Event, env: Mapping[st
                 engine.store, nc, RelayConfig(stream=stream, subject_prefix=f"{prefix}.evt")
             )
             tasks.append(asyncio.create_task(relay.run(stop)))
-        log.info("serve.started", roles=list(roles), nats=list(settings.servers))
+        log.info("serve.started", roles=list(roles), nats=list(settings.servers) if nc else None)
         await asyncio.gather(*tasks)
     finally:
-        await nc.drain()
+        if nc is not None:
+            await nc.drain()
         engine.close()
         log.info("serve.stopped", roles=list(roles))
 

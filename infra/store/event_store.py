@@ -10,6 +10,7 @@ checked on its own under the append lock, so one stale command fails alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
@@ -254,6 +255,12 @@ class LogRecorder(Protocol):
     def stream_heads(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
 
     def max_notification_id(self) -> int | None: ...
+
+    def select_command_names(self, command_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def select_position_recorded_by(self, at: datetime) -> int: ...
+
+    def select_recorded_at(self, position: int) -> datetime | None: ...
 
     def insert_command_group(
         self,
@@ -554,6 +561,23 @@ class EventStore:
 
     def head(self) -> int:
         return self.backend.standard.max_notification_id() or 0
+
+    # -- record time (audit, --recorded-as-of) --------------------------------------------
+
+    def command_names(self, command_ids: Iterable[str]) -> dict[str, str]:
+        """The recorded name of each of these commands (ids never recorded are left out)."""
+        ids = list(dict.fromkeys(i for i in command_ids if i))
+        return self.backend.standard.select_command_names(ids) if ids else {}
+
+    def position_recorded_by(self, at: datetime) -> int:
+        """The last position whose record time is at or before `at` (0: none): what the log
+        held at that moment, since record time is taken under the append lock."""
+        return self.backend.standard.select_position_recorded_by(at)
+
+    def recorded_at(self, position: int) -> datetime | None:
+        """The record time of the last event at or before `position` (None: the log was
+        empty then); positions have gaps, so `position` itself may hold no event."""
+        return self.backend.standard.select_recorded_at(position)
 
     # -- privacy --------------------------------------------------------------------------
 

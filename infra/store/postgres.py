@@ -10,6 +10,7 @@ The log is the library's `stored_events` table with two derived columns:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -30,7 +31,7 @@ from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from infra.codec import LogRow
 from infra.store.event_store import GroupState, GroupWrites
@@ -53,6 +54,57 @@ CUSTOMER_ID_EXPR = (
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column, the parameters of an unnest(...) statement."""
     return [list(col) for col in zip(*rows, strict=True)]
+
+
+SEAL_TABLE = "log_seal"
+
+
+def append_only_ddl(schema: str, events_table: str) -> list[Composed]:
+    """The seal table beside the log, and triggers refusing UPDATE, DELETE and TRUNCATE on the
+    log and on the seal table (created once: a trigger already there is left alone, so opening
+    a store takes no lock on the log)."""
+    s = Identifier(schema)
+    statements: list[Composed] = [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {s}.{seal} (position bigint PRIMARY KEY, "
+            "hash bytea NOT NULL, sealed_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        ).format(s=s, seal=Identifier(SEAL_TABLE)),
+        SQL(
+            "CREATE OR REPLACE FUNCTION {s}.crm_append_only() RETURNS trigger "
+            "LANGUAGE plpgsql AS $crm$ BEGIN "
+            "RAISE EXCEPTION 'crm-engine: % is append-only: % refused', TG_TABLE_NAME, TG_OP "
+            "USING HINT = 'the log is never rewritten; forgetting deletes a key instead'; "
+            "END $crm$"
+        ).format(s=s),
+    ]
+    for table in (events_table, SEAL_TABLE):
+        for suffix, when, each in (
+            ("append_only", "UPDATE OR DELETE", "ROW"),
+            ("no_truncate", "TRUNCATE", "STATEMENT"),
+        ):
+            name = f"{table}_{suffix}"
+            statements.append(
+                SQL(
+                    "DO $crm$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger t "
+                    "JOIN pg_class c ON c.oid = t.tgrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = {schema_name} AND c.relname = {table_name} "
+                    "AND t.tgname = {trigger_name}) THEN "
+                    "CREATE TRIGGER {trigger} BEFORE {when} ON {s}.{table} "
+                    "FOR EACH {each} EXECUTE FUNCTION {s}.crm_append_only(); "
+                    "END IF; END $crm$"
+                ).format(
+                    schema_name=Literal(schema),
+                    table_name=Literal(table),
+                    trigger_name=Literal(name),
+                    trigger=Identifier(name),
+                    when=SQL(when),
+                    s=s,
+                    table=Identifier(table),
+                    each=SQL(each),
+                )
+            )
+    return statements
 
 
 class PostgresLogRecorder(PostgresApplicationRecorder):
@@ -103,6 +155,9 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
                 "CREATE INDEX IF NOT EXISTS crm_contact_index_customer "
                 "ON {schema}.crm_contact_index (customer_id)"
             ).format(schema=schema)
+        )
+        self.sql_create_statements.extend(
+            append_only_ddl(self.datastore.schema, self.events_table_name)
         )
         self._insert_commands = SQL(
             "INSERT INTO {schema}.crm_commands (command_id, name, streams) "
@@ -209,6 +264,41 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             curs.execute(self._select_command, (command_id,), prepare=True)
             row = curs.fetchone()
             return None if row is None else (row[0], bytes(row[1]))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_command_names(self, command_ids: Sequence[str]) -> dict[str, str]:
+        """Each recorded command's name, by id (the audit names the command of an event)."""
+        statement = SQL(
+            "SELECT command_id, name FROM {schema}.crm_commands WHERE command_id = "
+            "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+        ).format(schema=Identifier(self.datastore.schema))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, (_json.encode(list(command_ids)).decode(),))
+            return dict(curs.fetchall())
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_position_recorded_by(self, at: datetime) -> int:
+        """The last position recorded at or before `at` (recorded_at rises with position)."""
+        statement = SQL(
+            "SELECT notification_id FROM {schema}.{table} WHERE recorded_at <= %s "
+            "ORDER BY notification_id DESC LIMIT 1"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, (at,))
+            row = curs.fetchone()
+            return 0 if row is None else int(row[0])
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_recorded_at(self, position: int) -> datetime | None:
+        """The record time of the last event at or before `position`."""
+        statement = SQL(
+            "SELECT recorded_at FROM {schema}.{table} WHERE notification_id <= %s "
+            "ORDER BY notification_id DESC LIMIT 1"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, (position,))
+            row = curs.fetchone()
+            return None if row is None else row[0]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]:

@@ -47,6 +47,27 @@ def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         yield values[i : i + size]
 
 
+SEAL_TABLE = "log_seal"
+
+
+def append_only_ddl(events_table: str) -> list[str]:
+    """The seal table beside the log, and triggers refusing UPDATE and DELETE on the log and on
+    the seal table (a DELETE without WHERE fires them too: SQLite has no TRUNCATE)."""
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {SEAL_TABLE} (position INTEGER PRIMARY KEY, "
+        "hash BLOB NOT NULL, "
+        "sealed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))"
+    ]
+    for table in (events_table, SEAL_TABLE):
+        for op in ("UPDATE", "DELETE"):
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'crm-engine: {table} is append-only: {op} refused'); "
+                "END"
+            )
+    return statements
+
+
 class _ImmediateTransaction(SQLiteTransaction):
     """BEGIN IMMEDIATE: take the write lock before the first read, so what a group commit
     reads cannot change before it writes (a deferred BEGIN could fail to upgrade)."""
@@ -98,6 +119,7 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS crm_contact_index (kind TEXT NOT NULL, "
             "digest BLOB NOT NULL, customer_id TEXT NOT NULL, PRIMARY KEY (kind, digest))",
             "CREATE INDEX IF NOT EXISTS crm_contact_index_customer ON crm_contact_index (customer_id)",
+            *append_only_ddl(t),
         ]
 
     def _insert_events(
@@ -184,6 +206,42 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT name, streams FROM crm_commands WHERE command_id = ?", (command_id,))
             row = c.fetchone()
             return None if row is None else (row[0], bytes(row[1]))
+
+    def select_command_names(self, command_ids: Sequence[str]) -> dict[str, str]:
+        """Each recorded command's name, by id (the audit names the command of an event)."""
+        found: dict[str, str] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(list(command_ids)):
+                c.execute(
+                    "SELECT command_id, name FROM crm_commands "
+                    f"WHERE command_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update((r[0], r[1]) for r in c.fetchall())
+        return found
+
+    def select_position_recorded_by(self, at: datetime) -> int:
+        """The last position recorded at or before `at` (recorded_at rises with position)."""
+        text = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT notification_id FROM {self.events_table_name} WHERE recorded_at <= ? "
+                "ORDER BY notification_id DESC LIMIT 1",
+                (text,),
+            )
+            row = c.fetchone()
+            return 0 if row is None else int(row[0])
+
+    def select_recorded_at(self, position: int) -> datetime | None:
+        """The record time of the last event at or before `position`."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT recorded_at FROM {self.events_table_name} WHERE notification_id <= ? "
+                "ORDER BY notification_id DESC LIMIT 1",
+                (position,),
+            )
+            row = c.fetchone()
+            return None if row is None else _recorded_at(row[0])
 
     def select_recorded_commands(self, command_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
