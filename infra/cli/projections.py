@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from uuid import UUID
 
 import structlog
@@ -15,8 +16,11 @@ from infra.cli.output import Format, emit
 from infra.cli.render import CustomerNotInViews, show_profile
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner, views
+from infra.replay_views import BadRecordedAsOf, parse_recorded, recorded_point, scratch_views
 from projections.errors import ProjectionError
 from projections.freshness import wait_until_applied
+from projections.ports import ProjectionDB
+from projections.queries import Views
 from projections.runner import PAGE, Runner
 
 console = Console()
@@ -38,6 +42,73 @@ def open_projector(page: int = PAGE) -> Iterator[tuple[Engine, Runner]]:
             raise typer.Exit(2) from None
         finally:
             runner.db.close()
+
+
+RECORDED_AS_OF = typer.Option(
+    None,
+    "--recorded-as-of",
+    help="What the system knew at log position P or record time T (e.g. 120000 or "
+    "2026-03-31T18:00:00Z): the log up to there is replayed into scratch views.",
+)
+
+
+@contextmanager
+def views_at(
+    recorded_as_of: str | None,
+    projections: Sequence[str],
+    *,
+    occurred_by: datetime | None = None,
+    timers: bool = False,
+) -> Iterator[tuple[ProjectionDB, datetime]]:
+    """The database a report or query reads, and the time it is asked at.
+
+    Without `recorded_as_of` nor `occurred_by`: the live views, caught up (and their due
+    timers fired if `timers`), at the engine clock's now. Otherwise scratch views of
+    `projections` replayed from the log up to the recorded point (default: the head), of only
+    the events that occurred by `occurred_by` when given; asked at the recorded time (or, for
+    a business as-of alone, at `occurred_by`)."""
+    if recorded_as_of is None and occurred_by is None:
+        with open_projector() as (engine, runner):
+            runner.catch_up()
+            if timers:
+                runner.fire_timers()
+            yield runner.db, engine.clock.now()
+        return
+    with open_engine() as engine, ExitStack() as stack:
+        if recorded_as_of is None:
+            position, at = engine.store.head(), engine.clock.now()
+        else:
+            try:
+                position, at = recorded_point(engine.store, parse_recorded(recorded_as_of))
+            except BadRecordedAsOf as e:
+                raise typer.BadParameter(str(e), param_hint="--recorded-as-of") from None
+        now = occurred_by if occurred_by is not None and recorded_as_of is None else at
+        err_console.print(
+            f"replaying the log up to position {position:,} (recorded by {at:%Y-%m-%d %H:%M:%S}"
+            + ("" if occurred_by is None else f"; occurred by {occurred_by:%Y-%m-%d %H:%M:%S}")
+            + f") into scratch views: {', '.join(projections)}"
+        )
+        with _progress("replay") as progress:
+            task = progress.add_task("replay", total=position or None)
+
+            def tick(done: int, head: int) -> None:
+                progress.update(task, completed=done, total=head)
+
+            try:
+                db = stack.enter_context(
+                    scratch_views(
+                        engine.store,
+                        position=position,
+                        now=now,
+                        projections=projections,
+                        occurred_by=occurred_by,
+                        progress=tick,
+                    )
+                )
+            except ProjectionError as e:
+                err_console.print(f"[red]{type(e).__name__}[/red] ({e.code}): {e}")
+                raise typer.Exit(2) from None
+        yield db, now
 
 
 def _progress(label: str) -> Progress:
@@ -151,8 +222,31 @@ def show(
     min_position: int | None = typer.Option(
         None, help="Wait until the views applied this log position (a command's reply)."
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Business time: only what occurred by then (e.g. 2026-03-31), replayed into "
+        "scratch views.",
+    ),
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """A customer's profile, counts per channel and timeline (merged customers included)."""
+    if as_of is not None or recorded_as_of is not None:
+        from infra.cli.reports import parse_as_of
+
+        occurred_by = parse_as_of(as_of)
+        with views_at(
+            recorded_as_of, ["customer_profile", "timeline"], occurred_by=occurred_by
+        ) as (
+            db,
+            _,
+        ):
+            try:
+                show_profile(console, Views(db), customer_id, limit=limit, fmt=fmt)
+            except CustomerNotInViews as e:
+                err_console.print(f"[red]{e}[/red]")
+                raise typer.Exit(1) from None
+        return
     with open_projector() as (_, runner):
         if catch_up:
             runner.catch_up()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from infra.cli.output import Format, emit, pct
-from infra.cli.projections import open_projector
+from infra.cli.projections import RECORDED_AS_OF, views_at
 from projections.demand import demand_report
 from projections.orders_view import customer_orders, orders_report
 from projections.pipeline_view import pipeline_report
@@ -49,13 +49,13 @@ def pipeline(
     as_of: str | None = AS_OF,
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """Open amounts per stage and owner, weighted forecast, conversion, days per stage, win
     rates by source, owner and month, losses per competitor."""
     at = parse_as_of(as_of)
-    with open_projector() as (engine, runner):
-        runner.catch_up()
-        r = pipeline_report(runner.db, now=engine.clock.now(), pipeline=name, as_of=at)
+    with views_at(recorded_as_of, ["pipeline"]) as (db, now):
+        r = pipeline_report(db, now=now, pipeline=name, as_of=at)
     cur = r.currency or ""
     if fmt is Format.table:
         console.print(
@@ -122,16 +122,14 @@ def orders(
     top: int = typer.Option(10, help="How many customers in the top list."),
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """Spend net of returns, order count, average order value, payment mix, overdue
     invoices, return rate per product, top customers (or one customer's history)."""
     at = parse_as_of(as_of)
-    with open_projector() as (engine, runner):
-        runner.catch_up()
-        runner.fire_timers()
-        now = engine.clock.now()
+    with views_at(recorded_as_of, ["orders"], timers=True) as (db, now):
         if customer is not None:
-            rows = customer_orders(runner.db, customer, now=now, as_of=at)
+            rows = customer_orders(db, customer, now=now, as_of=at)
             emit(
                 console,
                 f"orders of {customer}",
@@ -152,7 +150,7 @@ def orders(
                 fmt,
             )
             return
-        r = orders_report(runner.db, now=now, as_of=at, top=1_000_000)
+        r = orders_report(db, now=now, as_of=at, top=1_000_000)
     emit(
         console,
         f"orders as of {r.as_of:%Y-%m-%d %H:%M}",
@@ -218,15 +216,15 @@ def retention(
     top: int = typer.Option(10, help="How many customers in the lists."),
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """Acquisition per source and first channel, cohorts by first-order month, repeat rate,
     customers at risk, churned and won back, customer lifetime value."""
     at = parse_as_of(as_of)
-    with open_projector() as (engine, runner):
-        runner.catch_up()
+    with views_at(recorded_as_of, ["retention"]) as (db, now):
         r = retention_report(
-            runner.db,
-            now=engine.clock.now(),
+            db,
+            now=now,
             as_of=at,
             inactive_days=inactive_days,
             at_risk_days=at_risk_days,
@@ -316,15 +314,15 @@ def demand(
     last: int = typer.Option(12, help="How many periods to list."),
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """Units and revenue per period, product and price segment, with a seasonal forecast of
     the next periods and its backtest beside a seasonal-naive baseline."""
     if period not in {"week", "month"}:
         raise typer.BadParameter("week or month", param_hint="--period")
     at = parse_as_of(as_of)
-    with open_projector() as (_, runner):
-        runner.catch_up()
-        r = demand_report(runner.db, period=period, as_of=at, horizon=horizon)  # type: ignore[arg-type]
+    with views_at(recorded_as_of, ["demand"]) as (db, _):
+        r = demand_report(db, period=period, as_of=at, horizon=horizon)  # type: ignore[arg-type]
     shown = r.periods[-last:]
     emit(
         console,

@@ -11,7 +11,7 @@ import typer
 
 from handlers.decision import CommandContext
 from infra.cli.output import Format, emit, pct, refusals_as_replies
-from infra.cli.projections import open_projector
+from infra.cli.projections import RECORDED_AS_OF, open_projector, views_at
 from infra.cli.reports import AS_OF, CHART, FORMAT, console, err_console, parse_as_of
 from projections.equipment_view import equipment_report
 from projections.offers_view import recommend
@@ -64,17 +64,17 @@ def satisfaction(
     as_of: str | None = AS_OF,
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """NPS and CSAT per period, product, agent, trigger and segment (lifecycle stage), and
     the response rate per kind of survey."""
     if period not in {"month", "week"}:
         raise typer.BadParameter("month or week", param_hint="--period")
     at = parse_as_of(as_of)
-    with open_projector() as (engine, runner):
-        runner.catch_up()
+    with views_at(recorded_as_of, ["satisfaction", "customer_profile"]) as (db, now):
         r = satisfaction_report(
-            runner.db,
-            now=engine.clock.now(),
+            db,
+            now=now,
             as_of=at,
             period=period,  # type: ignore[arg-type]
         )
@@ -112,14 +112,13 @@ def service(
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
     breaches: int = typer.Option(20, help="How many breaches to list (newest first)."),
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """Backlog per agent, SLA compliance per severity, time to first response and to
     resolution, tickets per category and kind, the SLA breaches."""
     at = parse_as_of(as_of)
-    with open_projector() as (engine, runner):
-        runner.catch_up()
-        runner.fire_timers()
-        r = service_report(runner.db, now=engine.clock.now(), as_of=at)
+    with views_at(recorded_as_of, ["service"], timers=True) as (db, now):
+        r = service_report(db, now=now, as_of=at)
     if fmt is Format.table:
         console.print(
             f"[bold]service[/bold] as of {r.as_of:%Y-%m-%d %H:%M}: {r.open_tickets} open "
@@ -189,16 +188,13 @@ def equipment(
     top: int = typer.Option(10, help="How many of the most worn to list."),
     fmt: Format = FORMAT,
     chart: Path | None = CHART,
+    recorded_as_of: str | None = RECORDED_AS_OF,
 ) -> None:
     """Wear against expected life, next maintenance due (overdue first), failures and mean
     time between failures per model, warranties ending soon."""
     at = parse_as_of(as_of)
-    with open_projector() as (engine, runner):
-        runner.catch_up()
-        runner.fire_timers()
-        r = equipment_report(
-            runner.db, now=engine.clock.now(), as_of=at, warranty_days=warranty_days, top=top
-        )
+    with views_at(recorded_as_of, ["equipment"], timers=True) as (db, now):
+        r = equipment_report(db, now=now, as_of=at, warranty_days=warranty_days, top=top)
     if fmt is Format.table:
         status = ", ".join(f"{k} {v}" for k, v in sorted(r.by_status.items()))
         console.print(
