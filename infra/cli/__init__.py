@@ -7,7 +7,18 @@ import sys
 import typer
 from rich.console import Console
 
-from infra.cli import audiences, campaigns, commands, projections, reports, serve, service
+from infra.cli import (
+    ask,
+    audiences,
+    audit,
+    campaigns,
+    commands,
+    projections,
+    reports,
+    serve,
+    service,
+    verify,
+)
 from infra.errors import InfraError
 from infra.logging import configure_logging
 
@@ -45,6 +56,8 @@ def demo(
         f"  crm customer show {result.shown}\n"
         f"  crm recommend {result.shown}\n"
         "  crm projections status\n"
+        f"  crm audit customer {result.shown}   (every change, who, when, which command)\n"
+        "  crm verify   (the sealed chain, stream versions, decoding, views against a rebuild)\n"
         "  crm service report --chart sla.png   (and orders, pipeline, satisfaction, ...)\n"
         "  crm reminders list --within-days 14\n"
         f"  crm do interaction.log_call customer_id={result.shown} direction=in duration_min=4\n"
@@ -56,6 +69,9 @@ def demo(
 app.add_typer(projections.projections_app, name="projections")
 app.add_typer(projections.customer_app, name="customer")
 app.add_typer(serve.serve_app, name="serve")
+app.add_typer(audit.audit_app, name="audit")
+app.command("verify")(verify.verify)
+app.command("ask")(ask.ask)
 app.add_typer(reports.pipeline_app, name="pipeline")
 app.add_typer(reports.orders_app, name="orders")
 app.add_typer(reports.retention_app, name="retention")
