@@ -9,6 +9,13 @@
 - Timers (`crm_timers`) a projection scheduled fire when the clock passes their due time.
 - Rebuild fills a new generation of the tables from position 0 and swaps the stable views and
   the checkpoint in one transaction.
+- Blue/green: a projection whose code `version` differs from the version its tables were built
+  by (its checkpoint row) is "outdated" for this runner: it neither creates, feeds nor fires
+  timers of the old generation (new code must not write into tables built by old code); the
+  views keep serving the old generation (fed on by runners of the old code, if any still run)
+  until `rebuild(NAME)` (or `upgrade()`) builds the new version's generation beside it and
+  swaps the views, version and checkpoint at once. A runner of the old code then finds its
+  version outdated in turn and stops feeding it.
 - `on_commit(projection, events, position)` hears of every committed change of a view's rows
   (the change feed): after a page, with the events it applied and its end position; after timers
   fired, with an empty list and the unchanged checkpoint (timers change rows without moving it;
@@ -100,6 +107,7 @@ class _Checkpoint(msgspec.Struct):
     state: str
     policy: str
     epoch: int = 0  # bumped when timers change rows without moving the checkpoint
+    version: int = 1  # of the code that built this generation
 
 
 Item = Envelope[Any] | _Undecodable
@@ -160,6 +168,15 @@ class Runner:
                     )
         self._load_checkpoints()
         for p in self.projections.values():
+            if self._outdated(p):
+                log.warning(
+                    "projection.outdated",
+                    projection=p.name,
+                    built_by=self._checkpoints[p.name].version,
+                    code=p.version,
+                    action=f"crm projections rebuild {p.name}",
+                )
+                continue  # its views keep serving the old generation until a rebuild swaps
             with self.db.transaction() as tx:
                 self._create_tables(tx, p, self._checkpoints[p.name].generation)
                 self._point_views(tx, p, self._checkpoints[p.name].generation)
@@ -210,7 +227,7 @@ class Runner:
         applied = 0
         ahead: tuple[int, Future[Sequence[Row]]] | None = None
         while stop is None or not stop.is_set():
-            live = [p for p in wanted if self._checkpoints[p.name].state == "live"]
+            live = [p for p in wanted if self._serving(p)]
             behind = [p for p in live if self._checkpoints[p.name].position < head]
             if not behind:
                 return applied
@@ -320,12 +337,7 @@ class Runner:
     def _advance_idle(self, idle: list[Projection], end: int) -> None:
         """Projections with nothing to apply in a page move their checkpoints together, in
         one transaction (a live event handled by one view costs one commit, not six)."""
-        idle = [
-            p
-            for p in idle
-            if self._checkpoints[p.name].state == "live"
-            and self._checkpoints[p.name].position < end
-        ]
+        idle = [p for p in idle if self._serving(p) and self._checkpoints[p.name].position < end]
         if not idle:
             return
         try:
@@ -456,7 +468,7 @@ class Runner:
         for p in self.projections.values():
             cp = self._checkpoints[p.name]
             owner = physical(p.owner, cp.generation)
-            if cp.state != "live" or owner not in due:
+            if not self._serving(p) or owner not in due:
                 continue
             try:
                 fired += self._fire(p, cp, owner, now)
@@ -528,7 +540,11 @@ class Runner:
         deadline = time.monotonic() + timeout
         while True:
             self._load_checkpoints()
-            if all(c.position >= position for c in self._checkpoints.values() if c.state == "live"):
+            if all(
+                c.position >= position
+                for n, c in self._checkpoints.items()
+                if self._serving(self.projections[n])
+            ):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -563,7 +579,7 @@ class Runner:
                 position=pos,
                 head=head,
                 lag=max(0, head - pos),
-                state=s,
+                state="outdated" if v != self.projections[n].version else s,
                 policy=pol,
                 handled=h,
                 dead_letters=int(dead.get(n, 0)),
@@ -666,6 +682,22 @@ class Runner:
         self._load_checkpoints()
         return applied
 
+    def outdated(self) -> list[str]:
+        """Projections whose tables another version of their code built: each waits for a
+        rebuild (blue/green) and is not fed by this runner meanwhile."""
+        self._load_checkpoints()
+        return [n for n, p in self.projections.items() if self._outdated(p)]
+
+    def upgrade(self, progress: Callable[[str, int, int], None] | None = None) -> list[str]:
+        """Rebuild every outdated projection beside its old generation, swapping each when
+        it has caught up; returns their names."""
+        names = self.outdated()
+        for name in names:
+            self.rebuild(
+                name, None if progress is None else lambda pos, head, n=name: progress(n, pos, head)
+            )
+        return names
+
     def _drop_tables(self, tx: Tx, p: Projection, generation: int) -> None:
         for table in p.tables:
             tx.execute(
@@ -673,6 +705,14 @@ class Runner:
             )
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _outdated(self, p: Projection) -> bool:
+        """Its tables were built by another version of its code (see the module docstring)."""
+        return self._checkpoints[p.name].version != p.version
+
+    def _serving(self, p: Projection) -> bool:
+        """This runner feeds it: live, and built by this version of its code."""
+        return self._checkpoints[p.name].state == "live" and not self._outdated(p)
 
     def _projection(self, name: str) -> Projection:
         p = self.projections.get(name)
@@ -683,14 +723,15 @@ class Runner:
     def _load_checkpoints(self) -> None:
         rows = self.db.fetch(
             _resolve(
-                "SELECT name, generation, position, state, policy, epoch FROM {crm_projections}",
+                "SELECT name, generation, position, state, policy, epoch, version "
+                "FROM {crm_projections}",
                 self._system_names(),
                 self.db.dialect,
             )
         )
         fresh = {
-            n: _Checkpoint(int(g), int(pos), s, pol, int(ep))
-            for n, g, pos, s, pol, ep in rows
+            n: _Checkpoint(int(g), int(pos), s, pol, int(ep), int(v))
+            for n, g, pos, s, pol, ep, v in rows
             if n in self.projections
         }
         for name, cp in fresh.items():  # rows changed elsewhere: cached rows are stale
@@ -734,6 +775,7 @@ class _Shadow(Projection):
         self.handles = inner.handles  # type: ignore[misc]
         self.reads_personal = inner.reads_personal  # type: ignore[misc]
         self.tables = inner.tables  # type: ignore[misc]
+        self.version = inner.version  # type: ignore[misc]
         self.generation = generation
 
     @property

@@ -13,6 +13,7 @@ from infra.cli import (
     audit,
     campaigns,
     commands,
+    forget,
     projections,
     reports,
     serve,
@@ -72,6 +73,7 @@ app.add_typer(serve.serve_app, name="serve")
 app.add_typer(audit.audit_app, name="audit")
 app.command("verify")(verify.verify)
 app.command("ask")(ask.ask)
+app.command("forget")(forget.forget)
 app.add_typer(reports.pipeline_app, name="pipeline")
 app.add_typer(reports.orders_app, name="orders")
 app.add_typer(reports.retention_app, name="retention")

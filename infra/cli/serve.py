@@ -77,6 +77,8 @@ def serve_projector(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with open_projector(page) as (_, runner):
+        if upgraded := runner.upgrade():  # views of a new code version, built beside the old
+            log.info("projector.upgraded", projections=upgraded)
         log.info("projector.started", projections=sorted(runner.projections))
         err_console.print("projector running (Ctrl-C or SIGTERM stops it)")
         runner.follow(stop, poll=poll)

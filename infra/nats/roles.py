@@ -102,6 +102,9 @@ async def run_roles(roles: tuple[str, ...], stop: asyncio.Event, env: Mapping[st
         if "projector" in roles:
             assert nc is not None
             runner = open_runner(engine)
+            upgraded = await asyncio.to_thread(runner.upgrade)  # blue/green: new view versions
+            if upgraded:
+                log.info("projector.upgraded", projections=upgraded)
             tasks.append(
                 asyncio.create_task(run_projector_with_feed(runner, nc, stop, prefix=prefix))
             )

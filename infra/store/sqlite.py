@@ -536,16 +536,18 @@ class SqliteContactIndex:
             c.execute(statement, params)
 
 
-def _synchronous(datastore: SQLiteDatastore, mode: str) -> None:
-    """Every connection of the pool gets `PRAGMA synchronous=<mode>` (per connection)."""
-    if mode == "full":
-        return  # SQLite's default
+def _pragmas(datastore: SQLiteDatastore, mode: str) -> None:
+    """Every connection of the pool (the log's and the views', which share it) gets
+    `PRAGMA secure_delete=ON`, so a row blanked when a customer is forgotten leaves no old
+    plaintext in free pages (some builds default to it, not all), and `synchronous=<mode>`."""
     create = datastore.pool._create_connection
 
     def connect() -> Any:
         conn = create()
-        conn.cursor().execute(f"PRAGMA synchronous={mode.upper()}")
-        conn.cursor().execute("PRAGMA wal_autocheckpoint=50000")
+        conn.cursor().execute("PRAGMA secure_delete=ON")
+        if mode != "full":  # SQLite's default
+            conn.cursor().execute(f"PRAGMA synchronous={mode.upper()}")
+            conn.cursor().execute("PRAGMA wal_autocheckpoint=50000")
         return conn
 
     datastore.pool._create_connection = connect  # type: ignore[method-assign]
@@ -560,7 +562,7 @@ class SqliteBackend:
         if url.target != ":memory:":
             url.path.parent.mkdir(parents=True, exist_ok=True)
         self.datastore = SQLiteDatastore(db_name=url.target, lock_timeout=30)
-        _synchronous(self.datastore, url.synchronous)
+        _pragmas(self.datastore, url.synchronous)
         self.standard = SqliteLogRecorder(self.datastore)
         self.bulk = SqliteBulkLogRecorder(self.datastore)
         self.tracking = SQLiteTrackingRecorder(self.datastore)

@@ -435,3 +435,16 @@ def test_sqlite_synchronous_normal_is_set_on_every_connection(tmp_path: Path) ->
         assert store.head() == 1
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("query", ["", "?synchronous=normal"])
+def test_sqlite_connections_overwrite_deleted_content(tmp_path: Path, query: str) -> None:
+    """A view row blanked when a customer is forgotten must not leave its plaintext in the
+    file's free pages: every connection has `secure_delete` on."""
+    store = open_store(f"sqlite:///{tmp_path}/secure.db{query}", env={})
+    try:
+        with store.backend.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+            c.execute("PRAGMA secure_delete")
+            assert c.fetchone()[0] == 1
+    finally:
+        store.close()
