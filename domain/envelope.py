@@ -11,6 +11,7 @@ import msgspec
 from domain.events import DomainEvent
 
 P = TypeVar("P", bound=Any)
+_TAGS: dict[type, str] = {}
 
 
 class Envelope(msgspec.Struct, Generic[P], frozen=True, kw_only=True, gc=False, array_like=True):
@@ -42,9 +43,14 @@ class Envelope(msgspec.Struct, Generic[P], frozen=True, kw_only=True, gc=False, 
 
     @property
     def type(self) -> str:
-        """The payload's stable tag, e.g. `customer.registered`."""
-        tag = self.payload.__struct_config__.tag
-        assert isinstance(tag, str)
+        """The payload's stable tag, e.g. `customer.registered` (looked up once per payload
+        class: msgspec builds `__struct_config__` anew on every access)."""
+        cls = self.payload.__class__
+        tag = _TAGS.get(cls)
+        if tag is None:
+            found = cls.__struct_config__.tag
+            assert isinstance(found, str)
+            tag = _TAGS[cls] = found
         return tag
 
     @property
