@@ -9,17 +9,20 @@ setup     (not timed) a fresh schema; `--customers` registrations (`customer_env
           log order by `EventStore.append(bulk=True)` (binary COPY; no command handling: the
           envelopes are built directly). Then the `audiences` view alone is caught up by a
           runner (`open_runner(engine).catch_up(["audiences"])`): every customer's facts are
-          in its tables before the define; other views stay behind (they do not handle
-          `audience.*`). ANALYZE, CHECKPOINT.
+          in its tables (the JSON documents and the typed `audience_facts` rows) before the
+          define; other views stay behind (they do not handle `audience.*`). ANALYZE,
+          CHECKPOINT.
 subject   `audience.define` of RULE (the seeds' example by default,
           `sum(call.duration_min, last 4 months) > 300`) through `engine.bus.execute_json`, then
-          `runner.catch_up(["audiences"])` until the definition is applied: the view reads
-          every customer's facts, evaluates the rule for each at NOW and writes the members,
-          their change rows and one timer per customer (the slow path of a new definition).
+          `runner.catch_up(["audiences"])` until the definition is applied: the view compiles
+          the rule to one SQL query over `audience_facts` (projections/audience_sql.py), which
+          returns each customer's answer and next change at NOW, and writes the members,
+          their change rows and a timer for each customer whose answer can change with time
+          (the earlier of its current timer and the rule's edge).
           Timed from before the command to the commit of that page. Run `warm` on the runner
           that caught the view up (its cache of facts holds every customer, as a long-running
-          `crm serve projector` does) and `cold` on a fresh runner (new projection objects,
-          nothing cached: a projector just started); each run defines a new name, the previous
+          `crm serve projector` does; the compiled define does not use it) and `cold` on a
+          fresh runner (new projection objects, nothing cached: a projector just started); each run defines a new name, the previous
           audience retired first (untimed), so one live audience is evaluated each time.
 baseline  in the same run, brute force in Python over the same log: read it page by page with
           the store's `read_rows` and decode every row with `decode_rows` (personal fields left

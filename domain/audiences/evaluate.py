@@ -291,6 +291,13 @@ def _getter(tag: str, field: str) -> Callable[[Any], Any]:
     return get
 
 
+@lru_cache(maxsize=1024)
+def field_getter(tag: str, field: str) -> Callable[[Any], Any]:
+    """How the evaluator reads a field of an event's payload (the SQL path stores exactly
+    these values as rows)."""
+    return _getter(tag, field)
+
+
 def _agg(expr: ast.Agg) -> Compute:
     tag, fn, window = expr.event, expr.fn, expr.window
     filters = [(_getter(tag, w.field), _test(w.test)) for w in expr.where]

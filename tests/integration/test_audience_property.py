@@ -3,22 +3,27 @@ e-mails with a direction, orders, e-mail consents granted and withdrawn, late ev
 random rules from a small grammar and random clock moves, the live `audience_members` equal a
 brute-force evaluation written in the test (test_audience_backtest's `History` and rule
 nodes) over the events with occurred_at <= now: after catching up, after time passes with no
-event (`fire_timers`), after late events and a merge, after a rebuild. So does `backtest` at
-the same times. Hypothesis on SQLite; one fixed example on PostgreSQL."""
+event (`fire_timers`), after late events and a merge, after a rebuild; for audiences defined
+before any event and for copies defined after the first events (the compiled define: members
+from one SQL query, timers from its edges). So does `backtest` at the same times, compiled
+and in Python. Hypothesis on SQLite; one fixed example on both backends."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.clock import FixedClock
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner
+from projections import audiences as av
 from projections.audiences import backtest, members
 from projections.runner import Runner
 from tests.integration.test_audience_backtest import (
@@ -31,6 +36,18 @@ from tests.integration.test_audience_backtest import (
     Spend,
     do,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _typed_facts_on_sqlite_too() -> Iterator[None]:
+    """The compiled path is checked on both backends here; the engine keeps its typed fact
+    rows on PostgreSQL only (`projections.audiences.TYPED_FACTS`)."""
+    added = "sqlite" not in av.TYPED_FACTS
+    av.TYPED_FACTS.add("sqlite")
+    yield
+    if added:
+        av.TYPED_FACTS.discard("sqlite")
+
 
 START = datetime(2026, 3, 1, 9, tzinfo=UTC)
 OPS = st.sampled_from([">", ">=", "<", "<=", "="])
@@ -129,11 +146,14 @@ def live(runner: Runner, name: str, now: datetime) -> set[UUID]:
 def check(
     runner: Runner, feeder: Feeder, rules: list[Node], now: datetime, when: str
 ) -> list[tuple[int, int]]:
-    """The live members of each rule's audience against the oracle; (rule, size) pairs."""
+    """The live members of each rule's audiences against the oracle; (rule, size) pairs.
+    `r<i>` was defined before any event, `c<i>` after the first ones (the compiled define,
+    its timers written by it); both must hold the oracle's members."""
     sizes = []
     for i, rule in enumerate(rules):
         want = feeder.h.selected(rule, now)
         assert live(runner, f"r{i}", now) == want, (when, rule.text(), now)
+        assert live(runner, f"c{i}", now) == want, ("compiled", when, rule.text(), now)
         sizes.append((i, len(want)))
     return sizes
 
@@ -156,6 +176,9 @@ def run_with(
     now = START
     for e in s.first:
         send(feeder, people, e, now)
+    runner.catch_up(["audiences"])
+    for i, rule in enumerate(s.rules):  # over the history: the compiled define
+        do(engine, "audience.define", name=f"c{i}", rule=rule.text())
     runner.catch_up(["audiences"])
     sizes = check(runner, feeder, s.rules, now, "caught up")
     seen = [now]
@@ -184,8 +207,17 @@ def run_with(
     # the backtest at the times seen, from the histories as the log knows them now
     for rule in s.rules:
         for t in seen:
-            (point,) = backtest(runner.db, rule.text(), start=t, end=t, every=timedelta(days=1))
-            assert point.size == len(feeder.h.selected(rule, t)), ("backtest", rule.text(), t)
+            want = len(feeder.h.selected(rule, t))
+            for compiled in (True, False):
+                (point,) = backtest(
+                    runner.db,
+                    rule.text(),
+                    start=t,
+                    end=t,
+                    every=timedelta(days=1),
+                    compiled=compiled,
+                )
+                assert point.size == want, ("backtest", compiled, rule.text(), t)
     return sizes
 
 
