@@ -407,6 +407,8 @@ CHANGE_COLUMNS = (
 
 
 class Audiences(Projection):
+    clock_dependent = frozenset({"audience_members", "audience_changes"})
+    working = frozenset({"audience_events"})
     name = "audiences"
     version = 1
     # the birth date (age), blanked on customer.forgotten; no other personal field

@@ -74,6 +74,7 @@ def next_due(state: EquipmentState) -> datetime | None:
 
 
 class EquipmentView(FactTable):
+    clock_dependent = frozenset({"equipment_maintenance_due"})
     name = "equipment"
     version = 1
     event_types = (*EQUIPMENT_EVENTS, cev.CustomerMergedInto, cev.CustomerUnmerged)

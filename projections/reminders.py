@@ -76,6 +76,7 @@ _MARK_EVENTS = (rev.ReminderCompleted, rev.ReminderSnoozed)
 
 
 class Reminders(Projection):
+    clock_dependent = frozenset({"reminders"})
     name = "reminders"
     version = 2  # 2: follows merges (a merged-away customer is no dormant customer)
     reads_personal = False  # subjects keep no names, free text or a gift's recipient

@@ -64,6 +64,7 @@ _TIMER = "sla:"
 
 
 class ServiceView(FactTable):
+    clock_dependent = frozenset({"service_breaches"})
     name = "service"
     version = 1
     event_types = (*TICKET_EVENTS, cev.CustomerMergedInto, cev.CustomerUnmerged)
