@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -187,7 +188,12 @@ def test_serve_all_logs_json_lines_from_start_to_stop(served_all: Served) -> Non
         await nc.drain()
 
     asyncio.run(go())
-    text = served_all.log.read_text().splitlines()
-    lines = [json.loads(x) for x in text if x.startswith("{")]
+    lines: list[dict[str, Any]] = []
+    for _ in range(200):  # the handlers answer before every role has started
+        text = served_all.log.read_text().splitlines()
+        lines = [json.loads(x) for x in text if x.startswith("{")]
+        if any(line.get("event") == "serve.started" for line in lines):
+            break
+        time.sleep(0.05)
     assert any(line.get("event") == "serve.started" for line in lines)
     assert all(line.get("roles") for line in lines if line.get("event") != "serve.started")
