@@ -300,16 +300,8 @@ class EventCodec:
         envelope with the public fields, and the sealed bytes, or None when nothing is sealed.
 
         Raises EventDecodeError (UnknownEventType, CorruptEvent) for bytes it cannot read."""
-        state = row.state
-        position = row.position
-        if len(state) < MIN_SIZE or state[0] != MAGIC:
-            raise CorruptEvent(position, "not a crm-engine envelope (bad or missing header)")
-        tc = self._by_tag.get(row.topic) or self._codec_for_tag(row.topic, position)
-        version = (state[2] << 8) | state[3]
-        sealed: bytes | None = None
-        end = len(state)
-        if state[1] & SEALED:
-            sealed, end = self._sealed_part(tc, row)
+        state, position = row.state, row.position
+        tc, version, sealed, end = self._header(row)
         try:
             if version == tc.spec.version:
                 decoder = tc.plain_decoder if sealed is None else tc.sealed_decoder
@@ -373,18 +365,22 @@ class EventCodec:
             append(env)
         return opened
 
-    def _open(self, row: LogRow) -> Envelope[Any]:
-        """Header checks and the typed decode of the envelope; personal data still sealed."""
+    def _header(self, row: LogRow) -> tuple[_TypeCodec, int, bytes | None, int]:
+        """The row's type codec, schema version, sealed part (None if nothing is sealed) and
+        where the envelope's bytes end; CorruptEvent for bytes that are not our envelope."""
         state = row.state
-        position = row.position
         if len(state) < MIN_SIZE or state[0] != MAGIC:
-            raise CorruptEvent(position, "not a crm-engine envelope (bad or missing header)")
-        tc = self._by_tag.get(row.topic) or self._codec_for_tag(row.topic, position)
-        version = (state[2] << 8) | state[3]
-        end = len(state)
-        sealed = None
+            raise CorruptEvent(row.position, "not a crm-engine envelope (bad or missing header)")
+        tc = self._by_tag.get(row.topic) or self._codec_for_tag(row.topic, row.position)
         if state[1] & SEALED:
             sealed, end = self._sealed_part(tc, row)
+            return tc, (state[2] << 8) | state[3], sealed, end
+        return tc, (state[2] << 8) | state[3], None, len(state)
+
+    def _open(self, row: LogRow) -> Envelope[Any]:
+        """Header checks and the typed decode of the envelope; personal data still sealed."""
+        state, position = row.state, row.position
+        tc, version, sealed, end = self._header(row)
         try:
             if version == tc.spec.version:
                 decoder = tc.plain_decoder if sealed is None else tc.sealed_decoder
