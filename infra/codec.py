@@ -307,10 +307,6 @@ class EventCodec:
                 decoder = tc.plain_decoder if sealed is None else tc.sealed_decoder
                 assert decoder is not None
                 env = decoder.decode(state[HEADER_SIZE:end])
-            elif version > tc.spec.version:
-                raise CorruptEvent(
-                    position, f"{tc.tag} v{version} is newer than this code (v{tc.spec.version})"
-                )
             elif sealed is None:
                 env = self._upcast(tc, version, state[HEADER_SIZE:end], None, row)
                 version = tc.spec.version
@@ -322,10 +318,7 @@ class EventCodec:
                 )
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise CorruptEvent(position, f"{tc.tag} v{version}: {e}") from None
-        if env.version != row.version or env.stream_id.int != row.stream_id.int:
-            raise CorruptEvent(position, "envelope does not match its row (stream or version)")
-        force_setattr(env, "position", position)
-        force_setattr(env, "recorded_at", row.recorded_at)
+        self._stamp(env, row)
         return SplitEvent(env, sealed, version)
 
     def _placeholders(self, env: Envelope[Any], row: LogRow) -> None:
@@ -367,15 +360,29 @@ class EventCodec:
 
     def _header(self, row: LogRow) -> tuple[_TypeCodec, int, bytes | None, int]:
         """The row's type codec, schema version, sealed part (None if nothing is sealed) and
-        where the envelope's bytes end; CorruptEvent for bytes that are not our envelope."""
+        where the envelope's bytes end; CorruptEvent for bytes that are not our envelope or
+        that a newer version of this code wrote."""
         state = row.state
         if len(state) < MIN_SIZE or state[0] != MAGIC:
             raise CorruptEvent(row.position, "not a crm-engine envelope (bad or missing header)")
         tc = self._by_tag.get(row.topic) or self._codec_for_tag(row.topic, row.position)
+        version = (state[2] << 8) | state[3]
+        if version > tc.spec.version:
+            raise CorruptEvent(
+                row.position, f"{tc.tag} v{version} is newer than this code (v{tc.spec.version})"
+            )
         if state[1] & SEALED:
             sealed, end = self._sealed_part(tc, row)
-            return tc, (state[2] << 8) | state[3], sealed, end
-        return tc, (state[2] << 8) | state[3], None, len(state)
+            return tc, version, sealed, end
+        return tc, version, None, len(state)
+
+    @staticmethod
+    def _stamp(env: Envelope[Any], row: LogRow) -> None:
+        """The row's position and record time on its envelope, once it is known to match."""
+        if env.version != row.version or env.stream_id.int != row.stream_id.int:
+            raise CorruptEvent(row.position, "envelope does not match its row (stream or version)")
+        force_setattr(env, "position", row.position)
+        force_setattr(env, "recorded_at", row.recorded_at)
 
     def _open(self, row: LogRow) -> Envelope[Any]:
         """Header checks and the typed decode of the envelope; personal data still sealed."""
@@ -386,18 +393,11 @@ class EventCodec:
                 decoder = tc.plain_decoder if sealed is None else tc.sealed_decoder
                 assert decoder is not None
                 env = decoder.decode(state[HEADER_SIZE:end])
-            elif version > tc.spec.version:
-                raise CorruptEvent(
-                    position, f"{tc.tag} v{version} is newer than this code (v{tc.spec.version})"
-                )
             else:
                 env = self._upcast(tc, version, state[HEADER_SIZE:end], sealed, row)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise CorruptEvent(position, f"{tc.tag} v{version}: {e}") from None
-        if env.version != row.version or env.stream_id.int != row.stream_id.int:
-            raise CorruptEvent(position, "envelope does not match its row (stream or version)")
-        force_setattr(env, "position", position)
-        force_setattr(env, "recorded_at", row.recorded_at)
+        self._stamp(env, row)
         if tc.spec.forgets_customer and env.customer_id is not None and self._keyring is not None:
             self._keyring.evict(env.customer_id)
         return env

@@ -7,6 +7,7 @@ import pytest
 
 from infra.store.backends import open_store
 from infra.store.event_store import EventStore
+from projections import audiences
 from tests.pg import fresh_schema, pg_url_with_schema
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -29,3 +30,14 @@ def store(store_url: str) -> Iterator[EventStore]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def typed_facts_on_sqlite() -> Iterator[None]:
+    """Audiences keep their typed fact rows (the compiled path) on SQLite too, for a module
+    that checks the compiled path on both backends; the engine keeps them on PostgreSQL only."""
+    added = "sqlite" not in audiences.TYPED_FACTS
+    audiences.TYPED_FACTS.add("sqlite")
+    yield
+    if added:
+        audiences.TYPED_FACTS.discard("sqlite")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,16 +32,9 @@ from projections.audience_sql import NotCompilable, answers, compile_rule
 from projections.ports import ProjectionDB
 from tests.integration.test_audience_backtest import do
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _typed_facts_on_sqlite_too() -> Iterator[None]:
-    """The compiled path is checked on both backends here; the engine keeps its typed fact
-    rows on PostgreSQL only (`projections.audiences.TYPED_FACTS`)."""
-    added = "sqlite" not in av.TYPED_FACTS
-    av.TYPED_FACTS.add("sqlite")
-    yield
-    if added:
-        av.TYPED_FACTS.discard("sqlite")
+# the compiled path is checked on both backends here (the engine keeps typed facts on
+# PostgreSQL only)
+pytestmark = pytest.mark.usefixtures("typed_facts_on_sqlite")
 
 
 NOW = datetime(2026, 3, 31, 18, tzinfo=UTC)

@@ -11,7 +11,6 @@ and in Python. Hypothesis on SQLite; one fixed example on both backends."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -23,7 +22,6 @@ from hypothesis import strategies as st
 from infra.clock import FixedClock
 from infra.engine import Engine, open_engine
 from infra.projector import open_runner
-from projections import audiences as av
 from projections.audiences import backtest, members
 from projections.runner import Runner
 from tests.integration.test_audience_backtest import (
@@ -37,16 +35,9 @@ from tests.integration.test_audience_backtest import (
     do,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _typed_facts_on_sqlite_too() -> Iterator[None]:
-    """The compiled path is checked on both backends here; the engine keeps its typed fact
-    rows on PostgreSQL only (`projections.audiences.TYPED_FACTS`)."""
-    added = "sqlite" not in av.TYPED_FACTS
-    av.TYPED_FACTS.add("sqlite")
-    yield
-    if added:
-        av.TYPED_FACTS.discard("sqlite")
+# the compiled path is checked on both backends here (the engine keeps typed facts on
+# PostgreSQL only)
+pytestmark = pytest.mark.usefixtures("typed_facts_on_sqlite")
 
 
 START = datetime(2026, 3, 1, 9, tzinfo=UTC)
