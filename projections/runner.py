@@ -7,6 +7,8 @@
 - An event that cannot be decoded or applied goes to `crm_dead_letters` with the error; the
   projection then stops (policy `stop`, the default: it waits at that event) or skips it.
 - Timers (`crm_timers`) a projection scheduled fire when the clock passes their due time.
+- A generation filled from position 0 gets its secondary indexes when it reaches the head
+  (built once over its rows rather than kept up to date row by row).
 - Rebuild fills a new generation of the tables from position 0 and swaps the stable views and
   the checkpoint in one transaction.
 - Blue/green: a projection whose code `version` differs from the version its tables were built
@@ -134,6 +136,7 @@ class Runner:
         self.policies = policies or {}
         self.on_commit = on_commit
         self._checkpoints: dict[str, _Checkpoint] = {}
+        self._indexed: set[tuple[str, int]] = set()  # (projection, generation) indexed
 
     def close(self) -> None:
         self.db.close()
@@ -182,10 +185,16 @@ class Runner:
                 self._point_views(tx, p, self._checkpoints[p.name].generation)
 
     def _create_tables(self, tx: Tx, p: Projection, generation: int) -> None:
+        """The tables of a generation, without their secondary indexes: a generation filled
+        from position 0 gets those when it reaches the head (`_index_caught_up`): building an
+        index once over the rows costs a fraction of keeping it up to date row by row."""
         d = self.db.dialect
         for table, columns in p.tables.items():
             t = Tables(tx, d, p.owner, generation, p.tables)
             tx.execute(t.sql(f"CREATE TABLE IF NOT EXISTS {{{table}}} ({columns})"))
+
+    def _create_indexes(self, tx: Tx, p: Projection, generation: int) -> None:
+        d = self.db.dialect
         for ix in p.indexes:
             name = d.qualify(f"{physical(ix.table, generation)}_{ix.suffix}").split(".")[-1]
             target = d.qualify(physical(ix.table, generation))
@@ -212,7 +221,33 @@ class Runner:
         wanted = [self._projection(n) for n in names] if names else list(self.projections.values())
         head = self.source.head()
         with ThreadPoolExecutor(1, "crm-projector-read") as reader:
-            return self._catch_up(wanted, head, reader, progress, stop)
+            applied = self._catch_up(wanted, head, reader, progress, stop)
+        self._index_caught_up(wanted, head)
+        return applied
+
+    def _index_caught_up(self, wanted: list[Projection], head: int) -> None:
+        """The secondary indexes of every projection in `wanted` that has reached `head`
+        (once per generation and runner; `IF NOT EXISTS` for what an earlier run built)."""
+        todo = [
+            (p, cp.generation)
+            for p in wanted
+            if self._serving(p)
+            and (cp := self._checkpoints[p.name]).position >= head
+            and (p.name, cp.generation) not in self._indexed
+        ]
+        if not todo:
+            return
+        with self.db.transaction() as tx:
+            if self.db.dialect.name == "postgresql":  # another runner at the head waits here
+                self._fetch(
+                    tx,
+                    "SELECT name FROM {crm_projections} WHERE name = ANY(?) ORDER BY name "
+                    "FOR UPDATE",
+                    ([p.name for p, _ in todo],),
+                )
+            for p, generation in todo:
+                self._create_indexes(tx, p, generation)
+        self._indexed.update((p.name, generation) for p, generation in todo)
 
     def _catch_up(
         self,
@@ -775,6 +810,7 @@ class _Shadow(Projection):
         self.handles = inner.handles  # type: ignore[misc]
         self.reads_personal = inner.reads_personal  # type: ignore[misc]
         self.tables = inner.tables  # type: ignore[misc]
+        self.indexes = inner.indexes  # type: ignore[misc]
         self.version = inner.version  # type: ignore[misc]
         self.generation = generation
 

@@ -225,6 +225,25 @@ class TestRebuildOnline:
         assert count(engine) == CUSTOMERS + 55
 
 
+class TestIndexes:
+    def test_a_generation_built_from_the_start_gets_its_indexes_at_the_head(
+        self, engine: Engine
+    ) -> None:
+        runner = runner_for(engine, [CustomerProfile()])
+        stop = threading.Event()
+        assert runner.catch_up(progress=lambda pos, head: stop.set(), stop=stop) == 200
+        # still behind after one page: no secondary index to keep up row by row yet
+        assert indexes_of(engine, "customer_profile__g1") == set()
+        # a process starting on a view it did not finish building does not build them either
+        again = runner_for(engine, [CustomerProfile()])
+        assert indexes_of(engine, "customer_profile__g1") == set()
+        assert again.catch_up() == 2 * CUSTOMERS - 200
+        assert indexes_of(engine, "customer_profile__g1") == {"_merged_into"}
+        assert count(engine) == CUSTOMERS
+        assert again.catch_up() == 0  # once there, nothing more to build
+        assert indexes_of(engine, "customer_profile__g1") == {"_merged_into"}
+
+
 class CustomerProfileV2(CustomerProfile):
     """The next version of the view's code (same tables here; a real one may change them)."""
 
