@@ -157,23 +157,20 @@ class KeyRing:
         return cipher
 
     def prepare(self, customer_ids: Iterable[UUID]) -> None:
-        """Load or create the keys of many customers in two queries at most (bulk appends)."""
+        """Load or create the keys of many customers at once (bulk appends, group commits):
+        a fresh key is offered for each one not cached, and the vault keeps the one it
+        already holds (`add_keys` inserts only where none is stored and answers what is)."""
         with self._lock:
-            wanted = {c for c in customer_ids if c not in self._cache}
+            wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
             if not wanted:
                 return
-            found = self._vault.load_keys(wanted)
-            missing = wanted - found.keys()
-            if missing:
-                fresh = os.urandom(32 * len(missing))  # one call: see EventCodec.encode_many
-                found.update(
-                    self._vault.add_keys(
-                        {
-                            c: aes_key_wrap(self._master, fresh[32 * i : 32 * i + 32])
-                            for i, c in enumerate(missing)
-                        }
-                    )
-                )
+            fresh = os.urandom(32 * len(wanted))  # one call: see EventCodec.encode_many
+            found = self._vault.add_keys(
+                {
+                    c: aes_key_wrap(self._master, fresh[32 * i : 32 * i + 32])
+                    for i, c in enumerate(wanted)
+                }
+            )
             for customer_id in wanted:
                 self._remember(customer_id, found.get(customer_id))
 

@@ -394,57 +394,56 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
     ) -> list[int]:
         """A group commit: under the table lock, read the heads, recorded commands and
         contact owners the group touches (one pipelined round), let `plan` check the items
-        against them, then write what it accepted (a second round) and commit.
+        against them, then write what it accepted and commit (a second round: the COMMIT is
+        queued behind the writes, and the ids are read once both came back).
 
         A retry after a dropped connection starts over and plans again from what committed."""
-        with (
-            self.datastore.get_connection() as conn,
-            conn.pipeline() as pipeline,
-            conn.transaction(),
-        ):
-            with conn.cursor() as curs:
-                self._lock_table(curs)
-            heads = conn.cursor(row_factory=tuple_row)
-            heads.execute(self._stream_heads, (list(stream_ids),), prepare=True)
-            recorded = conn.cursor(row_factory=tuple_row)
-            if command_ids:
-                recorded.execute(self._select_commands, (_json.encode(list(command_ids)).decode(),))
-            owners = conn.cursor(row_factory=tuple_row)
-            if contact_keys:
-                owners.execute(self._contact_owners, _columns(contact_keys), prepare=True)
-            pipeline.sync()
-            writes = plan(
-                GroupState(
-                    heads=dict(heads.fetchall()),
-                    recorded={r[0] for r in recorded.fetchall()} if command_ids else set(),
-                    owners={(k, bytes(d)): c for k, d, c in owners.fetchall()}
-                    if contact_keys
-                    else {},
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as curs:
+                    self._lock_table(curs)
+                heads = conn.cursor(row_factory=tuple_row)
+                heads.execute(self._stream_heads, (list(stream_ids),), prepare=True)
+                recorded = conn.cursor(row_factory=tuple_row)
+                if command_ids:
+                    recorded.execute(
+                        self._select_commands, (_json.encode(list(command_ids)).decode(),)
+                    )
+                owners = conn.cursor(row_factory=tuple_row)
+                if contact_keys:
+                    owners.execute(self._contact_owners, _columns(contact_keys), prepare=True)
+                pipeline.sync()
+                writes = plan(
+                    GroupState(
+                        heads=dict(heads.fetchall()),
+                        recorded={r[0] for r in recorded.fetchall()} if command_ids else set(),
+                        owners={(k, bytes(d)): c for k, d, c in owners.fetchall()}
+                        if contact_keys
+                        else {},
+                    )
                 )
-            )
-            if not writes.events:
-                return []
-            with conn.cursor() as curs:
-                if writes.releases:
-                    curs.execute(self._delete_claims, _columns(writes.releases))
-                if writes.claims:
-                    curs.execute(self._insert_claims, _columns(writes.claims))
-                if writes.commands:
-                    curs.execute(self._insert_commands, _columns(writes.commands))
-                self._notify_channel(curs)
-            inserted = conn.cursor(row_factory=tuple_row)
-            events = writes.events
-            inserted.execute(
-                self._insert_group_events,
-                (
-                    [e.originator_id for e in events],
-                    [e.originator_version for e in events],
-                    [e.topic for e in events],
-                    [e.state for e in events],
-                ),
-                prepare=True,
-            )
-            pipeline.sync()
+                if not writes.events:
+                    return []
+                with conn.cursor() as curs:
+                    if writes.releases:
+                        curs.execute(self._delete_claims, _columns(writes.releases))
+                    if writes.claims:
+                        curs.execute(self._insert_claims, _columns(writes.claims))
+                    if writes.commands:
+                        curs.execute(self._insert_commands, _columns(writes.commands))
+                    self._notify_channel(curs)
+                inserted = conn.cursor(row_factory=tuple_row)
+                events = writes.events
+                inserted.execute(
+                    self._insert_group_events,
+                    (
+                        [e.originator_id for e in events],
+                        [e.originator_version for e in events],
+                        [e.topic for e in events],
+                        [e.state for e in events],
+                    ),
+                    prepare=True,
+                )
             return sorted(r[0] for r in inserted.fetchall())
 
 
@@ -551,24 +550,26 @@ class PostgresKeyVault:
             return {cid: (bytes(w) if w is not None else None) for cid, w in curs.fetchall()}
 
     def add_keys(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes | None]:
-        with self.datastore.transaction(commit=True) as curs:
+        """One statement, one round trip: the keys it inserted (RETURNING) and those already
+        stored (the statement's snapshot). A key another transaction committed after that
+        snapshot is in neither: read once more for those."""
+        ids = list(wrapped)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(
                 SQL(
-                    "INSERT INTO {s}.crm_data_keys (customer_id, wrapped) "
-                    "SELECT * FROM unnest(%b::uuid[], %b::bytea[]) ON CONFLICT (customer_id) DO NOTHING"
-                ).format(s=self._s),
-                (list(wrapped), list(wrapped.values())),
-            )
-            curs.execute(
-                SQL(
+                    "WITH added AS (INSERT INTO {s}.crm_data_keys (customer_id, wrapped) "
+                    "SELECT * FROM unnest(%b::uuid[], %b::bytea[]) "
+                    "ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id, wrapped) "
+                    "SELECT customer_id, wrapped FROM added UNION ALL "
                     "SELECT customer_id, wrapped FROM {s}.crm_data_keys WHERE customer_id = ANY(%b)"
                 ).format(s=self._s),
-                (list(wrapped),),
+                (ids, list(wrapped.values()), ids),
             )
-            return {
-                r["customer_id"]: (bytes(r["wrapped"]) if r["wrapped"] is not None else None)
-                for r in curs.fetchall()
-            }
+            stored = {cid: (bytes(w) if w is not None else None) for cid, w in curs.fetchall()}
+        missing = [c for c in ids if c not in stored]
+        if missing:
+            stored.update(self.load_keys(missing))
+        return stored
 
     def forget_key(self, customer_id: UUID) -> None:
         with self.datastore.transaction(commit=True) as curs:

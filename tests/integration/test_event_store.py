@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import msgspec
+import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, settings
+from psycopg.sql import SQL, Identifier
 
 from domain.customers.events import CustomerForgotten, CustomerRegistered
 from domain.envelope import Envelope
@@ -22,6 +25,7 @@ from infra.crypto import InsecureMasterKey, WrongMasterKey
 from infra.store.backends import open_store
 from infra.store.event_store import EventStore, StreamVersionConflict
 from tests.event_types import TEST_EVENTS, V1_EVENTS, KitchenSink, WidgetNamed, WidgetNamedV1
+from tests.pg import PG_URL, fresh_schema, pg_url_with_schema
 from tests.strategies import envelopes
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -448,3 +452,48 @@ def test_sqlite_connections_overwrite_deleted_content(tmp_path: Path, query: str
             assert c.fetchone()[0] == 1
     finally:
         store.close()
+
+
+class TestKeyVault:
+    """`add_keys` inserts a key only where none is stored and answers what is stored: the
+    keyring offers a fresh key for every customer it has not cached (one round trip)."""
+
+    def test_the_stored_key_wins_and_a_forgotten_one_stays_forgotten(
+        self, store: EventStore
+    ) -> None:
+        vault = store.backend.vault
+        kept, forgotten, new = uuid4(), uuid4(), uuid4()
+        vault.add_keys({kept: b"k" * 40})
+        vault.forget_key(forgotten)
+        found = vault.add_keys({kept: b"x" * 40, forgotten: b"y" * 40, new: b"n" * 40})
+        assert found == {kept: b"k" * 40, forgotten: None, new: b"n" * 40}
+        assert vault.load_keys([kept, forgotten, new]) == found
+
+    def test_a_key_committed_while_the_insert_waited_is_the_one_answered(self) -> None:
+        """The insert waits on another transaction's uncommitted key for the same customer;
+        after that commits, neither the insert's RETURNING nor its snapshot has the row."""
+        with fresh_schema("keys") as schema:
+            store = open_store(pg_url_with_schema(schema), env={})
+            try:
+                customer = uuid4()
+                answer: list[dict[UUID, bytes | None]] = []
+                with psycopg.connect(PG_URL) as other:
+                    other.execute(
+                        SQL(
+                            "INSERT INTO {0}.crm_data_keys (customer_id, wrapped) VALUES (%s, %s)"
+                        ).format(Identifier(schema)),
+                        (customer, b"first" * 8),
+                    )
+                    racer = threading.Thread(
+                        target=lambda: answer.append(
+                            store.backend.vault.add_keys({customer: b"second" * 8})
+                        )
+                    )
+                    racer.start()
+                    racer.join(0.5)
+                    assert racer.is_alive()  # waiting on the uncommitted row
+                    other.commit()
+                racer.join(10)
+                assert answer == [{customer: b"first" * 8}]
+            finally:
+                store.close()
