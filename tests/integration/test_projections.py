@@ -6,12 +6,13 @@ written here; they never call projection code.
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
@@ -349,6 +350,45 @@ class TestRunner:
         assert bad not in applied and len(applied) == 23 - 1
         (letter,) = runner.dead_letters("fragile")
         assert letter.position == bad and "cannot apply this one" in letter.error
+
+    def test_the_collector_is_paused_while_pages_apply_and_back_on_after(
+        self, engine: Engine
+    ) -> None:
+        Script(engine, seed=11, customers=3, interactions=20)
+
+        class Stop(BaseException):
+            pass
+
+        class Watching(Projection):
+            name = "watching"
+            handles = frozenset({"customer.registered", "interaction.call_logged"})
+            tables = {"watching": "position {int} PRIMARY KEY"}
+            seen: ClassVar[list[bool]] = []
+            fail = False
+
+            def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
+                self.seen.append(gc.isenabled())
+                if self.fail:
+                    raise Stop
+
+        watching = Watching()
+        runner = Runner(open_runner(engine).db, engine.store, [watching], engine.clock, page=5)
+        runner.setup()
+        assert gc.isenabled()
+        watching.fail = True
+        with pytest.raises(Stop):  # an error that escapes the page loop
+            runner.catch_up()
+        assert gc.isenabled()
+        watching.fail = False
+        assert runner.catch_up() > 0
+        assert gc.isenabled()
+        assert len(Watching.seen) > 2 and not any(Watching.seen)
+        gc.disable()  # a caller that paused it itself keeps it paused
+        try:
+            runner.catch_up()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
 
     def test_two_runners_at_once_apply_each_event_once(self, engine: Engine) -> None:
         script = Script(engine, seed=11, customers=6, interactions=80)
