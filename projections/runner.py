@@ -48,6 +48,7 @@ log = structlog.get_logger("crm.projections")
 
 Policy = Literal["stop", "skip"]
 PAGE = 50_000  # events per page: fewer, larger transactions catch up faster (measured)
+YOUNG_OBJECTS = 1_000_000  # a catch-up collects when this many more objects are alive
 SYSTEM_TABLES = {
     "crm_projections": (
         "name {text} PRIMARY KEY, version {int} NOT NULL, generation {int} NOT NULL, "
@@ -223,8 +224,9 @@ class Runner:
         head = self.source.head()
         # Applying a page makes no reference cycles but millions of short-lived objects
         # (rows, envelopes, view rows): the collector rescanning them as they pile up cost a
-        # third of a rebuild. It is paused while pages are applied and runs one young pass
-        # per page instead (what a page left unreachable is freed there), then is back on.
+        # third of a rebuild. It is paused while pages are applied, and runs a young pass
+        # between pages once YOUNG_OBJECTS more objects are alive than at the last one (what
+        # a page left unreachable is freed there), then is back on.
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -272,7 +274,8 @@ class Runner:
     ) -> int:
         """The page loop. The next page is read on `reader` while this one is applied (the
         read waits on the server, which frees the interpreter for the apply). `collect`: a
-        young collection after each page (the caller paused the automatic ones)."""
+        young collection between pages when enough objects piled up (the caller paused the
+        automatic ones)."""
         applied = 0
         ahead: tuple[int, Future[Sequence[Row]]] | None = None
         while stop is None or not stop.is_set():
@@ -319,7 +322,7 @@ class Runner:
             if idle:
                 self._advance_idle(idle, end)
             del rows, items, types
-            if collect:
+            if collect and gc.get_count()[0] > YOUNG_OBJECTS:
                 gc.collect(1)
             if progress is not None:
                 progress(end, head)
