@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from itertools import compress
 from typing import Any, Literal, TypeAlias
 
 import msgspec
@@ -304,19 +305,25 @@ class Runner:
             personal = set().union(*(_personal(p) for p in behind))
             items = self._decode([r for r in rows if r.topic in topics], personal)
             types = [i.type for i in items]
+            first = items[0].position if items else end
+            clean = not any(isinstance(i, _Undecodable) for i in items)
             idle = []
             for p in behind:
                 cp = self._checkpoints[p.name]
                 if cp.state != "live" or cp.position >= end:
                     continue  # another runner took it past this page meanwhile (reloaded)
                 after, handles = cp.position, p.handles
-                mine = [
-                    i
-                    for i, t in zip(items, types, strict=True)
-                    if t in handles and i.position > after
-                ]
+                if after < first:  # the whole page is new to it (a filter at C speed)
+                    mine = list(compress(items, map(handles.__contains__, types)))
+                else:
+                    mine = [
+                        i
+                        for i, t in zip(items, types, strict=True)
+                        if t in handles and i.position > after
+                    ]
                 if mine:
-                    applied += self._apply_page(p, mine, end)
+                    ok = clean or not any(isinstance(i, _Undecodable) for i in mine)
+                    applied += self._apply_page(p, mine, end, clean=ok)
                 else:
                     idle.append(p)
             if idle:
@@ -340,8 +347,9 @@ class Runner:
                     items.append(_Undecodable(row, f"{type(e).__name__}: {e}"))
             return items
 
-    def _apply_page(self, p: Projection, items: list[Item], end: int) -> int:
-        if not any(isinstance(i, _Undecodable) for i in items):
+    def _apply_page(self, p: Projection, items: list[Item], end: int, *, clean: bool = True) -> int:
+        """`clean`: no item is undecodable (the caller checks a page once for all views)."""
+        if clean:
             try:
                 self._commit_page(p, items, end)  # type: ignore[arg-type]
                 return len(items)
