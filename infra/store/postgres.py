@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -105,6 +106,12 @@ def append_only_ddl(schema: str, events_table: str) -> list[Composed]:
                 )
             )
     return statements
+
+
+def log_rows(cursor: object) -> Callable[[Sequence[Any]], LogRow]:
+    """psycopg row factory: each row built as a LogRow by the driver's own loop
+    (`tuple.__new__` is a C call; `LogRow._make` per row was a Python one)."""
+    return partial(tuple.__new__, LogRow)  # type: ignore[arg-type]
 
 
 class PostgresLogRecorder(PostgresApplicationRecorder):
@@ -242,10 +249,10 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         params.append(limit)
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+            conn.cursor(row_factory=log_rows, binary=True) as curs,
         ):
             curs.execute(statement, params, prepare=True)
-            return [LogRow._make(r) for r in curs.fetchall()]
+            return curs.fetchall()
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -317,30 +324,30 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         """Every event about one customer, across all streams, by the customer_id index."""
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+            conn.cursor(row_factory=log_rows, binary=True) as curs,
         ):
             curs.execute(self._select_customer, (customer_id, after, limit), prepare=True)
-            return [LogRow._make(r) for r in curs.fetchall()]
+            return curs.fetchall()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_streams(self, stream_ids: Sequence[UUID]) -> list[LogRow]:
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+            conn.cursor(row_factory=log_rows, binary=True) as curs,
         ):
             curs.execute(self._select_streams, (list(stream_ids),))
-            return [LogRow._make(r) for r in curs.fetchall()]
+            return curs.fetchall()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_streams_after(self, after: Sequence[tuple[UUID, int]]) -> list[LogRow]:
         """The events of many streams newer than a version each (stream, after_version)."""
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+            conn.cursor(row_factory=log_rows, binary=True) as curs,
         ):
             pairs = [{"id": i, "after": v} for i, v in after]
             curs.execute(self._select_streams_after, (_json.encode(pairs).decode(),))
-            return [LogRow._make(r) for r in curs.fetchall()]
+            return curs.fetchall()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_batch_reads(
@@ -355,7 +362,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             recorded = conn.cursor(row_factory=tuple_row)
             if command_ids:
                 recorded.execute(self._select_commands, (_json.encode(list(command_ids)).decode(),))
-            newer = conn.cursor(row_factory=tuple_row, binary=True)
+            newer = conn.cursor(row_factory=log_rows, binary=True)
             if after:
                 pairs = [{"id": i, "after": v} for i, v in after]
                 newer.execute(self._select_streams_after, (_json.encode(pairs).decode(),))
@@ -365,7 +372,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             pipeline.sync()
             return (
                 {r[0] for r in recorded.fetchall()} if command_ids else set(),
-                [LogRow._make(r) for r in newer.fetchall()] if after else [],
+                newer.fetchall() if after else [],
                 {(k, bytes(d)): c for k, d, c in owners.fetchall()} if contact_keys else {},
             )
 
@@ -373,10 +380,10 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
     def select_stream(self, stream_id: UUID, after_version: int = 0) -> list[LogRow]:
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+            conn.cursor(row_factory=log_rows, binary=True) as curs,
         ):
             curs.execute(self._select_stream, (stream_id, after_version), prepare=True)
-            return [LogRow._make(r) for r in curs.fetchall()]
+            return curs.fetchall()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def stream_heads(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
