@@ -279,20 +279,20 @@ class EventCodec:
         collecting = gc.isenabled()
         gc.disable()  # decoding creates no cycles; don't let the collector rescan every envelope
         try:
-            opened = self._open_many(rows)
+            opened, sealed = self._open_many(rows)
         finally:
             if collecting:
                 gc.enable()
-        sealed = [i for i, r in enumerate(rows) if r.state[1] & SEALED]
         if unseal is not None:
-            for i in [i for i in sealed if rows[i].topic not in unseal]:
-                self._placeholders(opened[i], rows[i])
-            sealed = [i for i in sealed if rows[i].topic in unseal]
+            for i, _ in sealed:
+                if rows[i].topic not in unseal:
+                    self._placeholders(opened[i], rows[i])
+            sealed = [(i, part) for i, part in sealed if rows[i].topic in unseal]
         if sealed:
             if self._keyring is not None:
-                self._keyring.preload({opened[i].customer_id for i in sealed})
-            for i in sealed:
-                self._unseal(opened[i], rows[i])
+                self._keyring.preload({opened[i].customer_id for i, _ in sealed})
+            for i, part in sealed:
+                self._unseal(opened[i], rows[i], part)
         return opened
 
     def split(self, row: LogRow) -> SplitEvent:
@@ -329,26 +329,40 @@ class EventCodec:
         public = msgspec.structs.asdict(env.payload)
         force_setattr(env, "payload", spec.cls(**public, **_fresh(spec.placeholders)))
 
-    def _open_many(self, rows: Sequence[LogRow]) -> list[Envelope[Any]]:
-        """`_open` of every row, with the common case (plain, current version) inlined."""
+    def _open_many(
+        self, rows: Sequence[LogRow]
+    ) -> tuple[list[Envelope[Any]], list[tuple[int, bytes | None]]]:
+        """`_open` of every row, with the common cases (current version, plain or sealed)
+        inlined; and (index, sealed bytes) of the rows with sealed personal fields (None:
+        found again by `_unseal`, for the rows opened the careful way)."""
         by_tag, open_one, setattr_ = self._by_tag, self._open, force_setattr
         opened: list[Envelope[Any]] = []
-        append = opened.append
+        sealed: list[tuple[int, bytes | None]] = []
+        append, append_sealed = opened.append, sealed.append
         for row in rows:
             state = row.state
             tc = by_tag.get(row.topic)
-            if (
-                tc is None
-                or len(state) < MIN_SIZE
-                or state[:4] != tc.plain_prefix
-                or tc.spec.forgets_customer
-            ):
-                append(open_one(row))  # sealed, old, foreign or unknown: the careful path
+            part: bytes | None = None
+            if tc is None or len(state) < MIN_SIZE or tc.spec.forgets_customer:
+                decoder = None
+            elif state[:4] == tc.plain_prefix:
+                decoder, end = tc.plain_decoder, len(state)
+            elif state[:4] == tc.sealed_prefix and tc.sealed_decoder is not None:
+                size = int.from_bytes(state[-4:], "big")
+                end = len(state) - 4 - size
+                decoder = tc.sealed_decoder if size >= NONCE_BYTES and end >= MIN_SIZE else None
+                part = state[end:-4]
+            else:
+                decoder = None
+            if decoder is None:  # old, foreign, unknown or damaged: the careful path
+                append(open_one(row))
+                if state[1:2] and state[1] & SEALED:
+                    append_sealed((len(opened) - 1, None))
                 continue
             try:
-                env = tc.plain_decoder.decode(state[HEADER_SIZE:])
+                env = decoder.decode(state[HEADER_SIZE:end])
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                raise CorruptEvent(row.position, f"{tc.tag}: {e}") from None
+                raise CorruptEvent(row.position, f"{row.topic}: {e}") from None
             if env.version != row.version or env.stream_id.int != row.stream_id.int:
                 raise CorruptEvent(
                     row.position, "envelope does not match its row (stream or version)"
@@ -356,7 +370,9 @@ class EventCodec:
             setattr_(env, "position", row.position)
             setattr_(env, "recorded_at", row.recorded_at)
             append(env)
-        return opened
+            if part is not None:
+                append_sealed((len(opened) - 1, part))
+        return opened, sealed
 
     def _header(self, row: LogRow) -> tuple[_TypeCodec, int, bytes | None, int]:
         """The row's type codec, schema version, sealed part (None if nothing is sealed) and
@@ -412,10 +428,12 @@ class EventCodec:
             raise CorruptEvent(row.position, f"{tc.tag}: sealed data is missing or truncated")
         return state[end:-4], end
 
-    def _unseal(self, env: Envelope[Any], row: LogRow) -> None:
-        """Put the personal fields back, or their placeholders when the customer's key is gone."""
+    def _unseal(self, env: Envelope[Any], row: LogRow, sealed: bytes | None = None) -> None:
+        """Put the personal fields back, or their placeholders when the customer's key is gone
+        (`sealed`: the row's sealed bytes when the caller has them already)."""
         tc = self._by_tag[row.topic]
-        sealed, _ = self._sealed_part(tc, row)
+        if sealed is None:
+            sealed, _ = self._sealed_part(tc, row)
         spec = tc.spec
         if env.payload.__class__ is spec.cls:  # upcast: already whole (or with placeholders)
             return
