@@ -90,11 +90,11 @@ class OrderDelivered(DomainEvent, frozen=True, kw_only=True, tag="order.delivere
 
 @EVENTS.register
 class OrderCancelled(DomainEvent, frozen=True, kw_only=True, tag="order.cancelled"):
-    reason: str
+    reason: Annotated[str, PERSONAL]  # free text: may say anything about the customer
 
 
 @EVENTS.register
 class OrderReturned(DomainEvent, frozen=True, kw_only=True, tag="order.returned"):
     items: list[ReturnLine]
-    reason: str
+    reason: Annotated[str, PERSONAL]  # free text: may say anything about the customer
     refund: Money

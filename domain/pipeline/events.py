@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 
-from domain.events import EVENTS, DomainEvent
+from domain.events import EVENTS, PERSONAL, DomainEvent
 from domain.money import Money
 
 DealStatus = Literal["open", "won", "lost"]
@@ -80,5 +80,5 @@ class DealWon(DomainEvent, frozen=True, kw_only=True, tag="deal.won"):
 
 @EVENTS.register
 class DealLost(DomainEvent, frozen=True, kw_only=True, tag="deal.lost"):
-    reason: str
+    reason: Annotated[str, PERSONAL]  # free text: may say anything about the customer
     competitor: str | None = None

@@ -200,6 +200,16 @@ def feed(engine: Engine) -> People:
         comment=f"Thanks, {NAME} ({EMAIL})",
         occurred_at=t0 + timedelta(days=21),
     )
+    do(engine, "order.ship", order_id=people.order, occurred_at=t0 + timedelta(days=12, hours=2))
+    do(engine, "order.deliver", order_id=people.order, occurred_at=t0 + timedelta(days=13))
+    do(  # a return's reason is free text: it may name the customer
+        engine,
+        "order.return",
+        order_id=people.order,
+        items=[{"sku": "Q-KETTLE", "quantity": 1}],
+        reason=f"{NAME} says the second kettle leaks; call {PHONE}",
+        occurred_at=t0 + timedelta(days=22),
+    )
     return people
 
 
