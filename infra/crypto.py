@@ -159,9 +159,14 @@ class KeyRing:
     def prepare(self, customer_ids: Iterable[UUID]) -> None:
         """Load or create the keys of many customers at once (bulk appends, group commits):
         a fresh key is offered for each one not cached, and the vault keeps the one it
-        already holds (`add_keys` inserts only where none is stored and answers what is)."""
+        already holds (`add_keys` inserts only where none is stored and answers what is).
+        All cached (the common case) takes no lock: a bulk import's writer thread holds it
+        while the vault write waits for the database, and its reader must not queue behind."""
+        asked = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
+        if not asked:
+            return
         with self._lock:
-            wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
+            wanted = [c for c in asked if c not in self._cache]  # filled meanwhile?
             if not wanted:
                 return
             fresh = os.urandom(32 * len(wanted))  # one call: see EventCodec.encode_many
@@ -184,9 +189,13 @@ class KeyRing:
             return self._remember(customer_id, wrapped)
 
     def preload(self, customer_ids: Iterable[UUID]) -> None:
-        """Load many keys in one query (catch-up decodes pages of many customers)."""
+        """Load many keys in one query (catch-up decodes pages of many customers); all
+        cached takes no lock (see `prepare`)."""
+        asked = {c for c in customer_ids if c not in self._cache}
+        if not asked:
+            return
         with self._lock:
-            missing = {c for c in customer_ids if c not in self._cache}
+            missing = {c for c in asked if c not in self._cache}
             if not missing:
                 return
             found = self._vault.load_keys(missing)
