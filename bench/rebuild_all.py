@@ -41,8 +41,9 @@ import time
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from bench._common import CACHE_DIR, bench_schema, emit, fmt_rate, log, pg_url, summary, with_schema
-from bench.catchup import catch_up, drop_views, history_lines, load, log_size, maintain, raw_read
+from bench._common import CACHE_DIR, bench_schema, emit, log, pg_url, summary, with_schema
+from bench._rebuild import measure
+from bench.catchup import history_lines, load, log_size, maintain
 from infra.engine import open_engine
 from projections.catalogue import all_projections
 from projections.runner import PAGE
@@ -165,9 +166,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     names = tuple(p.name for p in all_projections())
-    rates: list[float] = []
-    base: list[float] = []
-    seconds_best = math.inf
     with bench_schema("rebuild_all") as schema:
         with open_engine(with_schema(pg_url(), schema), env={}):
             pass  # the store's tables, so their shape names the cache
@@ -179,20 +177,9 @@ def main() -> None:
             f"{len(names)} views"
         )
         with open_engine(with_schema(pg_url(), schema), env={}) as engine:
-            for i in range(args.repeat):
-                drop_views(schema)
-                maintain(schema)
-                seconds, rows = raw_read(schema, args.page)
-                if rows != events:
-                    raise SystemExit(f"the raw read gave {rows:,} rows, the log has {events:,}")
-                base.append(rows / seconds)
-                seconds, applied, pages = catch_up(engine, args.page, names=names)[:3]
-                seconds_best = min(seconds_best, seconds)
-                rates.append(events / seconds)
-                log(
-                    f"  run {i + 1}: rebuild {fmt_rate(rates[-1])} ({seconds:.1f} s, "
-                    f"{applied:,} applied, {pages} pages); raw read {fmt_rate(base[-1])}"
-                )
+            rates, base, seconds_best = measure(
+                engine, schema, events, names, page=args.page, repeat=args.repeat
+            )
     subject, baseline = summary(rates), summary(base)
     ratio = subject["best"] / baseline["best"]
     log(f"rebuild all / raw read = {ratio:.3f} (target >= 0.25)")
