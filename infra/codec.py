@@ -43,6 +43,10 @@ HEADER_SIZE = _PREFIX.size
 MIN_SIZE = HEADER_SIZE + 2  # the prefix and the smallest msgpack array
 NONCE_BYTES = 12
 _PAYLOAD = Envelope.__struct_fields__.index("payload")
+_BIN16 = b"\xc4\x10"  # MessagePack: a `bin` of 16 bytes follows (a UUID as the codec writes it)
+_CUSTOMER_AT = slice(7, 23)  # the customer id's bytes: prefix, array header, bin header
+_STREAM_AT = slice(25, 41)  # the stream id's bytes, after the customer's
+_asdict = msgspec.structs.asdict
 
 
 class EventDecodeError(InfraError):
@@ -123,6 +127,8 @@ class _TypeCodec:
     personal_cls: type[msgspec.Struct] | None = None
     sealed_decoder: msgspec.msgpack.Decoder[Any] | None = None
     personal_decoder: msgspec.msgpack.Decoder[Any] | None = None
+    public_decoder: msgspec.msgpack.Decoder[Any] | None = None  # the public fields' map
+    whole_decoder: msgspec.msgpack.Decoder[Any] | None = None  # the payload's whole map
 
 
 def _split_struct(spec: EventSpec, names: Sequence[str], suffix: str) -> type[msgspec.Struct]:
@@ -162,6 +168,8 @@ def _type_codec(spec: EventSpec) -> _TypeCodec:
         personal_cls=personal_cls,
         sealed_decoder=msgspec.msgpack.Decoder(Envelope[public_cls]),  # type: ignore[valid-type]
         personal_decoder=msgspec.msgpack.Decoder(personal_cls),
+        public_decoder=msgspec.msgpack.Decoder(public_cls),
+        whole_decoder=msgspec.msgpack.Decoder(spec.cls),
     )
 
 
@@ -177,6 +185,7 @@ class EventCodec:
         self._keyring = keyring
         self._encode = msgspec.msgpack.Encoder(uuid_format="bytes").encode
         self._generic = msgspec.msgpack.Decoder()
+        self._raw_payload = msgspec.msgpack.Decoder(Envelope[msgspec.Raw])
         self._by_tag: dict[str, _TypeCodec] = {}
         self._by_cls: dict[type, _TypeCodec] = {}
 
@@ -279,20 +288,59 @@ class EventCodec:
         collecting = gc.isenabled()
         gc.disable()  # decoding creates no cycles; don't let the collector rescan every envelope
         try:
-            opened, sealed = self._open_many(rows)
+            opened, sealed = self._open_many(rows, unseal)
         finally:
             if collecting:
                 gc.enable()
         if unseal is not None:
-            for i, _ in sealed:
-                if rows[i].topic not in unseal:
+            for i, _, raw in sealed:
+                if raw is None and rows[i].topic not in unseal:
                     self._placeholders(opened[i], rows[i])
-            sealed = [(i, part) for i, part in sealed if rows[i].topic in unseal]
-        if sealed:
-            if self._keyring is not None:
-                self._keyring.preload({opened[i].customer_id for i, _ in sealed})
-            for i, part in sealed:
+            sealed = [s for s in sealed if s[2] is not None or rows[s[0]].topic in unseal]
+        if not sealed:
+            return opened
+        keyring = self._keyring
+        if keyring is None:  # `_unseal` raises CorruptEvent at the first one it must decrypt
+            for i, part, _ in sealed:
                 self._unseal(opened[i], rows[i], part)
+            return opened
+        keyring.preload_raw(raw for _, _, raw in sealed if raw is not None)
+        keyring.preload(opened[i].customer_id for i, _, raw in sealed if raw is None)
+        by_tag, cipher_of = self._by_tag, keyring.existing_cipher_raw
+        for i, part, raw in sealed:
+            env, row = opened[i], rows[i]
+            if raw is None or part is None:  # the public fields decoded, or opened the careful way
+                self._unseal(env, row, part)
+                continue
+            # The common case inlined (see `_open_many`): the payload is still its public
+            # fields' MessagePack map; the AAD is cut from the stored bytes.
+            tc = by_tag[row.topic]
+            cipher = cipher_of(raw)
+            if cipher is None:  # forgotten: the placeholders
+                public = tc.public_decoder.decode(env.payload)  # type: ignore[union-attr]
+                payload = tc.spec.cls(**_asdict(public), **_fresh(tc.spec.placeholders))
+                force_setattr(env, "payload", payload)
+                force_setattr(env, "forgotten", tc.spec.personal)
+                continue
+            state = row.state
+            try:
+                plain = cipher.decrypt(
+                    part[:NONCE_BYTES],
+                    part[NONCE_BYTES:],
+                    state[:HEADER_SIZE]
+                    + raw
+                    + state[_STREAM_AT]
+                    + row.version.to_bytes(8, "big", signed=True),
+                )
+            except InvalidTag:
+                raise PersonalDataTampered(
+                    f"event at position {row.position}: personal data fails authentication"
+                ) from None
+            try:
+                payload = tc.whole_decoder.decode(_merge_maps(bytes(env.payload), plain))
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+                raise CorruptEvent(row.position, f"{row.topic}: {e}") from None
+            force_setattr(env, "payload", payload)
         return opened
 
     def split(self, row: LogRow) -> SplitEvent:
@@ -330,19 +378,28 @@ class EventCodec:
         force_setattr(env, "payload", spec.cls(**public, **_fresh(spec.placeholders)))
 
     def _open_many(
-        self, rows: Sequence[LogRow]
-    ) -> tuple[list[Envelope[Any]], list[tuple[int, bytes | None]]]:
+        self, rows: Sequence[LogRow], unseal: Container[str] | None = None
+    ) -> tuple[list[Envelope[Any]], list[tuple[int, bytes | None, bytes | None]]]:
         """`_open` of every row, with the common cases (current version, plain or sealed)
-        inlined; and (index, sealed bytes) of the rows with sealed personal fields (None:
-        found again by `_unseal`, for the rows opened the careful way)."""
+        inlined; and (index, sealed bytes, customer id bytes) of the rows with sealed personal
+        fields. The sealed bytes are None for the rows opened the careful way (`_unseal`
+        finds them again).
+
+        The id's bytes are given for a sealed row of an `unseal` type whose envelope starts
+        as this codec writes it (an array whose customer and stream ids are 16-byte `bin`s,
+        at offsets 7 and 25 of the state): its payload is left as the MessagePack map of its
+        public fields, for `decode_many` to decode once with the personal fields merged in.
+        Otherwise the id's bytes are None and the payload is the public fields' struct."""
         by_tag, open_one, setattr_ = self._by_tag, self._open, force_setattr
+        whole, raw_decoder = unseal is None, self._raw_payload
         opened: list[Envelope[Any]] = []
-        sealed: list[tuple[int, bytes | None]] = []
+        sealed: list[tuple[int, bytes | None, bytes | None]] = []
         append, append_sealed = opened.append, sealed.append
         for row in rows:
             state = row.state
             tc = by_tag.get(row.topic)
             part: bytes | None = None
+            raw: bytes | None = None
             if tc is None or len(state) < MIN_SIZE or tc.spec.forgets_customer:
                 decoder = None
             elif state[:4] == tc.plain_prefix:
@@ -352,12 +409,19 @@ class EventCodec:
                 end = len(state) - 4 - size
                 decoder = tc.sealed_decoder if size >= NONCE_BYTES and end >= MIN_SIZE else None
                 part = state[end:-4]
+                if (
+                    decoder is not None
+                    and (whole or row.topic in unseal)  # type: ignore[operator]
+                    and state[4] >> 4 == 9
+                    and state[5:7] == _BIN16 == state[23:25]
+                ):
+                    decoder, raw = raw_decoder, state[_CUSTOMER_AT]
             else:
                 decoder = None
             if decoder is None:  # old, foreign, unknown or damaged: the careful path
                 append(open_one(row))
                 if state[1:2] and state[1] & SEALED:
-                    append_sealed((len(opened) - 1, None))
+                    append_sealed((len(opened) - 1, None, None))
                 continue
             try:
                 env = decoder.decode(state[HEADER_SIZE:end])
@@ -371,7 +435,7 @@ class EventCodec:
             setattr_(env, "recorded_at", row.recorded_at)
             append(env)
             if part is not None:
-                append_sealed((len(opened) - 1, part))
+                append_sealed((len(opened) - 1, part, raw))
         return opened, sealed
 
     def _header(self, row: LogRow) -> tuple[_TypeCodec, int, bytes | None, int]:
@@ -500,6 +564,33 @@ class EventCodec:
         if forgotten:
             force_setattr(env, "forgotten", tc.spec.personal)
         return env
+
+
+def _map_header(data: bytes) -> tuple[int, int]:
+    """(entries, header size) of a MessagePack map; ValueError for anything else."""
+    first = data[0] if data else 0
+    if first >> 4 == 8:
+        return first & 0x0F, 1
+    if first == 0xDE and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big"), 3
+    if first == 0xDF and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big"), 5
+    raise ValueError("not a MessagePack map")
+
+
+def _merge_maps(public: bytes, personal: bytes) -> bytes:
+    """One MessagePack map of the entries of two (their keys are disjoint: the payload's
+    public and personal fields), so the whole payload decodes in one call."""
+    n, skip = _map_header(public)
+    m, skip_personal = _map_header(personal)
+    total = n + m
+    if total < 16:
+        header = bytes((0x80 | total,))
+    elif total < 0x10000:
+        header = b"\xde" + total.to_bytes(2, "big")
+    else:
+        header = b"\xdf" + total.to_bytes(4, "big")
+    return header + public[skip:] + personal[skip_personal:]
 
 
 def _fresh(placeholders: dict[str, Any]) -> dict[str, Any]:

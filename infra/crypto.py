@@ -131,6 +131,9 @@ class KeyRing:
         self._vault = vault
         self._master = master_key
         self._cache: dict[UUID, AESGCM | None] = {}
+        # The same entries by the id's 16 bytes: a catch-up finds a sealed event's customer
+        # in its stored bytes, and bytes hash in C where a UUID hashes in Python.
+        self._raw: dict[bytes, AESGCM | None] = {}
         self._cache_size = cache_size
         # Reads of the cache take no lock; filling it does (an import decodes on one thread
         # while its writer thread encodes on another).
@@ -188,6 +191,20 @@ class KeyRing:
             wrapped = self._vault.load_keys([customer_id]).get(customer_id)
             return self._remember(customer_id, wrapped)
 
+    def existing_cipher_raw(self, raw: bytes) -> AESGCM | None:
+        """`existing_cipher` of the customer whose id's 16 bytes are `raw`."""
+        cached = self._raw.get(raw, False)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        return self.existing_cipher(UUID(bytes=raw))
+
+    def preload_raw(self, raws: Iterable[bytes]) -> None:
+        """`preload` of the customers whose ids' 16 bytes are `raws`."""
+        known = self._raw
+        asked = [UUID(bytes=r) for r in set(raws) if r not in known]
+        if asked:
+            self.preload(asked)
+
     def preload(self, customer_ids: Iterable[UUID]) -> None:
         """Load many keys in one query (catch-up decodes pages of many customers); all
         cached takes no lock (see `prepare`)."""
@@ -207,17 +224,20 @@ class KeyRing:
         with self._lock:
             self._vault.forget_key(customer_id)
             self._cache[customer_id] = None
+            self._raw[customer_id.bytes] = None
 
     def evict(self, customer_id: UUID) -> None:
         """Drop a cached key so the next use asks the vault (another process forgot them)."""
         with self._lock:
             self._cache.pop(customer_id, None)
+            self._raw.pop(customer_id.bytes, None)
 
     def _remember(self, customer_id: UUID, wrapped: bytes | None) -> AESGCM | None:
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
+            self._raw.clear()
         if wrapped is None:
-            self._cache[customer_id] = None
+            self._cache[customer_id] = self._raw[customer_id.bytes] = None
             return None
         try:
             cipher = AESGCM(aes_key_unwrap(self._master, wrapped))
@@ -225,7 +245,7 @@ class KeyRing:
             raise WrongMasterKey(
                 f"the data key of customer {customer_id} does not unwrap with CRM_MASTER_KEY"
             ) from None
-        self._cache[customer_id] = cipher
+        self._cache[customer_id] = self._raw[customer_id.bytes] = cipher
         return cipher
 
 

@@ -7,11 +7,15 @@ number of interactions and the last one, the merged customers' included. `custom
 blanks the personal fields (name, birth date, age, contacts).
 
 A batch loads the rows it touches in one query, folds the events in memory, and writes the
-changed rows back at once.
+changed rows back at once. Interactions are counted per customer and channel first and
+folded into the rows together, in runs that end at each registry event that changes where
+they count (a registration, a merge or unmerge); rows are kept by the id's integer, which
+hashes in C where a UUID hashes in Python.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -78,7 +82,15 @@ COLUMNS = (
     "position",
 )
 _JSON = ("contacts", "consents", "organisations", "contact_persons", "absorbed", "own")
-_JSON_AT = [(i, c) for i, c in enumerate(COLUMNS) if c in _JSON]
+_JSON_AT = [(i, c) for i, c in enumerate(COLUMNS) if c in _JSON and c != "own"]
+_OWN_AT = COLUMNS.index("own")
+_VALUES = operator.itemgetter(*COLUMNS)
+_MERGES = (  # registry events that change where interactions count
+    ev.CustomerMergedInto,
+    ev.CustomerAbsorbed,
+    ev.CustomerUnmerged,
+    ev.CustomerReleased,
+)
 CACHE_ROWS = 200_000  # rows kept between pages at most
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -124,7 +136,7 @@ class CustomerProfile(Projection):
     def __init__(self) -> None:
         # Rows kept between the pages of a catch-up; valid while the checkpoint they were
         # committed at is the one the next page starts from.
-        self._cache: dict[UUID, dict[str, Any] | None] = {}
+        self._cache: dict[int, dict[str, Any] | None] = {}
         self._cache_at: tuple[int, int] | None = None
 
     def committed(self, generation: int, position: int) -> None:
@@ -141,15 +153,13 @@ class CustomerProfile(Projection):
             self.forget_cache()
         self._cache_at = None  # until this transaction commits
         rows = _Rows(t, self._cache)
-        rows.load(_touched(events))
-        interaction = rows.interaction
-        for e in events:
-            channel = _CHANNEL_BY_CLASS.get(e.payload.__class__)
-            if channel is not None:
-                if e.customer_id is not None:
-                    interaction(e.customer_id, channel, e.occurred_at, e.position)
-                continue
-            _apply_registry(rows, e, now)
+        steps, touched = _steps(events)
+        rows.load(touched)
+        for step in steps:
+            if isinstance(step, dict):
+                rows.interactions(step)
+            else:
+                _apply_registry(rows, step, now)
         rows.flush()
 
     def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:
@@ -170,18 +180,60 @@ class CustomerProfile(Projection):
         return COLUMNS
 
 
-def _touched(events: Iterable[Envelope[Any]]) -> list[UUID]:
-    ids: set[UUID] = set()
-    add = ids.add
+_Counted = dict[tuple[int, str], list[Any]]
+"""Interactions of a run: (customer id's int, channel) -> [customer id, count, last time,
+last position]."""
+
+
+def _steps(
+    events: Iterable[Envelope[Any]],
+) -> tuple[list[_Counted | Envelope[Any]], list[UUID]]:
+    """The batch as steps in log order: runs of interactions counted per customer and
+    channel, and registry events (a run ends at a merge or unmerge, and at the registration
+    of a customer it counts for: before it, that customer's interactions count nowhere);
+    and every customer the batch touches."""
+    steps: list[_Counted | Envelope[Any]] = []
+    touched: dict[int, UUID] = {}
+    counted: _Counted = {}
+    in_run: set[int] = set()  # the customers `counted` holds
+    channel_of = _CHANNEL_BY_CLASS
     for e in events:
+        channel = channel_of.get(e.payload.__class__)
+        if channel is not None:
+            cid = e.customer_id
+            if cid is None:
+                continue
+            key = cid.int
+            seen = counted.get((key, channel))
+            if seen is None:
+                counted[(key, channel)] = [cid, 1, e.occurred_at, e.position]
+                in_run.add(key)
+            else:
+                seen[1] += 1
+                seen[2] = max(seen[2], e.occurred_at)
+                seen[3] = e.position  # the log's order: the highest so far
+            continue
+        if counted and (
+            isinstance(e.payload, _MERGES)
+            or (isinstance(e.payload, ev.CustomerRegistered) and e.stream_id.int in in_run)
+        ):
+            steps.append(counted)
+            counted, in_run = {}, set()
+        steps.append(e)
         if e.customer_id is not None:
-            add(e.customer_id)
+            touched[e.customer_id.int] = e.customer_id
         if e.stream_type == "customer":
             for ref in ("survivor_id", "merged_id", "person_id"):
                 value = getattr(e.payload, ref, None)
                 if isinstance(value, UUID):
-                    add(value)
-    return list(ids)
+                    touched[value.int] = value
+    if counted:
+        steps.append(counted)
+    for step in steps:
+        if isinstance(step, dict):
+            for cid, *_ in step.values():
+                touched[cid.int] = cid
+    return steps, list(touched.values())
 
 
 def _apply_registry(rows: _Rows, e: Envelope[Any], now: datetime) -> None:
@@ -193,8 +245,8 @@ def _apply_registry(rows: _Rows, e: Envelope[Any], now: datetime) -> None:
             return  # an event of a customer whose registration this view never saw
         row = rows.new(cid)
     row["updated_at"] = e.occurred_at
-    row["position"] = e.position
-    rows.dirty.add(cid)
+    row["position"] = max(row["position"], e.position)
+    rows.touch(cid)
     match p:
         case ev.CustomerRegistered():
             row.update(
@@ -302,7 +354,7 @@ def _contact_person(rows: _Rows, org: dict[str, Any], org_id: UUID, p: DomainEve
     ]
     if isinstance(p, ev.ContactPersonLinked):
         person["organisations"].append({"organisation_id": str(org_id), "role": p.role})
-    rows.dirty.add(p.person_id)
+    rows.touch(p.person_id)
 
 
 def _iso(at: datetime) -> str:
@@ -312,13 +364,16 @@ def _iso(at: datetime) -> str:
 class _Rows:
     """The rows a batch touches, as dicts, loaded once and written back once."""
 
-    def __init__(self, t: Tables, rows: dict[UUID, dict[str, Any] | None]) -> None:
+    def __init__(self, t: Tables, rows: dict[int, dict[str, Any] | None]) -> None:
         self.t = t
-        self.rows = rows
-        self.dirty: set[UUID] = set()
+        self.rows = rows  # by the customer id's int
+        self.dirty: set[int] = set()
+
+    def touch(self, customer_id: UUID) -> None:
+        self.dirty.add(customer_id.int)
 
     def load(self, ids: Sequence[UUID]) -> None:
-        missing = [i for i in ids if i not in self.rows]
+        missing = [i for i in ids if i.int not in self.rows]
         if not missing:
             return
         found = self.t.fetch_in(
@@ -334,7 +389,7 @@ class _Rows:
             for f in _JSON:
                 row[f] = _dec.decode(row[f])
             row["own"] = {
-                c: [n, datetime.fromisoformat(last) if last else None]
+                c: [n, datetime.fromisoformat(last).astimezone(UTC) if last else None]
                 for c, (n, last) in row["own"].items()
             }
             for f in (
@@ -347,14 +402,14 @@ class _Rows:
             if isinstance(row["birth_date"], str):
                 row["birth_date"] = date.fromisoformat(row["birth_date"])
             row["forgotten"] = bool(row["forgotten"])
-            self.rows[row["customer_id"]] = row
+            self.rows[row["customer_id"].int] = row
         for i in missing:
-            self.rows.setdefault(i, None)
+            self.rows.setdefault(i.int, None)
 
     def get(self, customer_id: UUID) -> dict[str, Any] | None:
-        if customer_id not in self.rows:
+        if customer_id.int not in self.rows:
             self.load([customer_id])
-        return self.rows[customer_id]
+        return self.rows[customer_id.int]
 
     def new(self, customer_id: UUID) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
@@ -370,37 +425,41 @@ class _Rows:
             position=0,
             **{f"n_{c}": 0 for c in CHANNELS},
         )
-        self.rows[customer_id] = row
-        self.dirty.add(customer_id)
+        self.rows[customer_id.int] = row
+        self.dirty.add(customer_id.int)
         return row
 
-    def interaction(self, customer_id: UUID, channel: str, at: datetime, position: int) -> None:
-        row = self.rows.get(customer_id, False)
-        if row is False:
-            row = self.get(customer_id)
-        if row is None:
-            return
-        own = row["own"].get(channel)
-        if own is None:
-            own = row["own"][channel] = [0, None]
-        own[0] += 1
-        if own[1] is None or at > own[1]:
-            own[1] = at
-        n_key, last_key = _N[channel], _LAST[channel]
-        for _ in range(64):  # the survivors count it too (a merge chain is short)
-            row[n_key] += 1
-            last = row[last_key]
-            if last is None or at > last:
-                row[last_key] = at
-            if row["last_contact_at"] is None or at > row["last_contact_at"]:
-                row["last_contact_at"] = at
-            row["position"] = max(row["position"], position)
-            self.dirty.add(row["customer_id"])
-            if not row["merged_into"]:
-                return
-            row = self.get(row["merged_into"])
+    def interactions(self, counted: _Counted) -> None:
+        """A run of interactions, counted per customer and channel."""
+        rows, dirty = self.rows, self.dirty
+        for (key, channel), (customer_id, n, at, position) in counted.items():
+            row = rows.get(key, False)
+            if row is False:
+                row = self.get(customer_id)
             if row is None:
-                return
+                continue  # a customer whose registration this view never saw
+            own = row["own"].get(channel)
+            if own is None:
+                own = row["own"][channel] = [0, None]
+            own[0] += n
+            if own[1] is None or at > own[1]:
+                own[1] = at if at.tzinfo is UTC else at.astimezone(UTC)
+            n_key, last_key = _N[channel], _LAST[channel]
+            for _ in range(64):  # the survivors count them too (a merge chain is short)
+                row[n_key] += n
+                last = row[last_key]
+                if last is None or at > last:
+                    row[last_key] = at
+                if row["last_contact_at"] is None or at > row["last_contact_at"]:
+                    row["last_contact_at"] = at
+                row["position"] = max(row["position"], position)
+                dirty.add(row["customer_id"].int)
+                survivor = row["merged_into"]
+                if not survivor:
+                    break
+                row = self.get(survivor)
+                if row is None:
+                    break
 
     def recount(self, customer_id: UUID) -> None:
         """Totals = own interactions plus each absorbed customer's totals (recursively)."""
@@ -422,13 +481,13 @@ class _Rows:
             row[f"n_{c}"], row[f"last_{c}_at"] = totals[c]
         lasts = [last for _, last in totals.values() if last is not None]
         row["last_contact_at"] = max(lasts) if lasts else None
-        self.dirty.add(customer_id)
+        self.dirty.add(customer_id.int)
 
     def set_age(self, customer_id: UUID, birth: date, now: datetime) -> None:
-        row = self.rows[customer_id]
+        row = self.rows[customer_id.int]
         assert row is not None
         row["age"] = age_on(birth, now.astimezone(UTC).date())
-        self.dirty.add(customer_id)
+        self.dirty.add(customer_id.int)
         self.t.schedule(f"birthday:{customer_id}", next_birthday(birth, now), str(customer_id))
 
     def cancel_birthday(self, customer_id: UUID) -> None:
@@ -438,17 +497,16 @@ class _Rows:
         if not self.dirty:
             return
         out = []
+        rows, encode = self.rows, _enc.encode
         for cid in self.dirty:
-            row = self.rows[cid]
+            row = rows[cid]
             assert row is not None
-            values = [row[c] for c in COLUMNS]
+            values = list(_VALUES(row))
             for i, c in _JSON_AT:
-                if c == "own":
-                    values[i] = _enc.encode(
-                        {ch: [n, _iso(last) if last else None] for ch, (n, last) in row[c].items()}
-                    ).decode()
-                else:
-                    values[i] = _enc.encode(row[c]).decode()
+                values[i] = encode(row[c]).decode()
+            # `own` holds UTC times (see `interactions`), which msgspec writes as `...Z`;
+            # the column keeps `_iso`'s `+00:00` (no other string in it ends in Z).
+            values[_OWN_AT] = encode(row["own"]).replace(b'Z"', b'+00:00"').decode()
             out.append(values)
         self.t.replace_rows("customer_profile", "customer_id", COLUMNS, out)
         self.dirty.clear()

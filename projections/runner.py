@@ -278,22 +278,27 @@ class Runner:
         young collection between pages when enough objects piled up (the caller paused the
         automatic ones)."""
         applied = 0
-        ahead: tuple[int, Future[Sequence[Row]]] | None = None
+        ahead: tuple[int, frozenset[str], Future[Sequence[Row]]] | None = None
         while stop is None or not stop.is_set():
             live = [p for p in wanted if self._serving(p)]
             behind = [p for p in live if self._checkpoints[p.name].position < head]
             if not behind:
                 return applied
             low = min(self._checkpoints[p.name].position for p in behind)
-            if ahead is not None and ahead[0] == low:
-                rows = ahead[1].result()
+            # Only the types the views behind handle are read: the server filters, and the
+            # rows of other types cost no parsing here.
+            topics = frozenset().union(*(p.handles for p in behind))
+            if ahead is not None and ahead[0] == low and ahead[1] >= topics:
+                rows = ahead[2].result()
             else:
-                rows = self.source.read_rows(low, self.page, stop=head)
+                rows = self.source.read_rows(low, self.page, sorted(topics), head)
             ahead = None
             if rows and rows[-1].position < head:
+                after = rows[-1].position
                 ahead = (
-                    rows[-1].position,
-                    reader.submit(self.source.read_rows, rows[-1].position, self.page, (), head),
+                    after,
+                    topics,
+                    reader.submit(self.source.read_rows, after, self.page, sorted(topics), head),
                 )
             if not rows:
                 for p in behind:  # positions have gaps: nothing more up to the head
@@ -301,10 +306,10 @@ class Runner:
                         self._apply_page(p, [], head)
                 return applied
             end = rows[-1].position
-            topics = set().union(*(p.handles for p in behind))
             personal = set().union(*(_personal(p) for p in behind))
-            items = self._decode([r for r in rows if r.topic in topics], personal)
-            types = [i.type for i in items]
+            rows = [r for r in rows if r.topic in topics]  # a page read for more views
+            items = self._decode(rows, personal)
+            types = [r.topic for r in rows]
             first = items[0].position if items else end
             clean = not any(isinstance(i, _Undecodable) for i in items)
             idle = []

@@ -6,6 +6,7 @@ import struct
 from datetime import UTC, datetime
 from uuid import uuid4
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from infra.codec import (
     EventCodec,
     LogRow,
     UnknownEventType,
+    _merge_maps,
 )
 from tests.event_types import TEST_EVENTS, V1_EVENTS, WidgetNamed, WidgetNamedV1
 from tests.strategies import envelopes
@@ -124,3 +126,21 @@ class TestUpcastingWithoutKeys:
         assert decoded.payload == WidgetNamed(first_name="Grace", last_name="Hopper", size_cm=40)
         assert decoded.schema_version == 2
         assert decoded.occurred_at == env.occurred_at
+
+
+class TestMergeMaps:
+    """A sealed event's public and personal fields are merged into one MessagePack map so the
+    whole payload decodes in one call; the map's header grows from fix to 16-bit."""
+
+    @pytest.mark.parametrize(
+        ("public", "personal"), [(0, 0), (3, 2), (15, 0), (10, 6), (14, 1), (20, 30), (0, 17)]
+    )
+    def test_the_merged_map_holds_both(self, public: int, personal: int) -> None:
+        a = {f"p{i}": i for i in range(public)}
+        b = {f"s{i}": [i, str(i)] for i in range(personal)}
+        merged = _merge_maps(msgspec.msgpack.encode(a), msgspec.msgpack.encode(b))
+        assert msgspec.msgpack.decode(merged) == {**a, **b}
+
+    def test_anything_but_a_map_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="not a MessagePack map"):
+            _merge_maps(msgspec.msgpack.encode([1, 2]), msgspec.msgpack.encode({}))
