@@ -307,18 +307,19 @@ class Runner:
                 return applied
             end = rows[-1].position
             personal = set().union(*(_personal(p) for p in behind))
-            rows = [r for r in rows if r.topic in topics]  # a page read for more views
-            items = self._decode(rows, personal)
-            types = [r.topic for r in rows]
+            rows, types = _typed(rows, topics)
+            items, clean = self._decode(rows, personal)
             first = items[0].position if items else end
-            clean = not any(isinstance(i, _Undecodable) for i in items)
+            present = set(types)
             idle = []
             for p in behind:
                 cp = self._checkpoints[p.name]
                 if cp.state != "live" or cp.position >= end:
                     continue  # another runner took it past this page meanwhile (reloaded)
                 after, handles = cp.position, p.handles
-                if after < first:  # the whole page is new to it (a filter at C speed)
+                if after < first and present <= handles:  # all of the page is for it
+                    mine = list(items)
+                elif after < first:  # the whole page is new to it (a filter at C speed)
                     mine = list(compress(items, map(handles.__contains__, types)))
                 else:
                     mine = [
@@ -340,9 +341,10 @@ class Runner:
                 progress(end, head)
         return applied
 
-    def _decode(self, rows: Sequence[Row], personal: set[str]) -> list[Item]:
+    def _decode(self, rows: Sequence[Row], personal: set[str]) -> tuple[list[Item], bool]:
+        """The page's items, and whether all of them decoded (no `_Undecodable`)."""
         try:
-            return list(self.source.decode_rows(rows, personal))
+            return list(self.source.decode_rows(rows, personal)), True
         except Exception:  # find the poison row(s); decode the rest one by one
             items: list[Item] = []
             for row in rows:
@@ -350,7 +352,7 @@ class Runner:
                     items.extend(self.source.decode_rows([row], personal))
                 except Exception as e:
                     items.append(_Undecodable(row, f"{type(e).__name__}: {e}"))
-            return items
+            return items, not any(isinstance(i, _Undecodable) for i in items)
 
     def _apply_page(self, p: Projection, items: list[Item], end: int, *, clean: bool = True) -> int:
         """`clean`: no item is undecodable (the caller checks a page once for all views)."""
@@ -823,6 +825,18 @@ class Runner:
 
     def _fetch(self, tx: Tx, template: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         return tx.fetch(_resolve(template, self._system_names(), self.db.dialect), params)
+
+
+def _typed(rows: Sequence[Row], topics: frozenset[str]) -> tuple[Sequence[Row], list[str]]:
+    """The rows of the `topics` types (a page read ahead for more views holds others) and
+    each one's type as the string object `topics` holds: a row's own copy would be compared
+    byte by byte in every view's filter, the same object is found by identity."""
+    canonical = {t: t for t in topics}
+    types = [canonical.get(r.topic) for r in rows]
+    if None not in types:
+        return rows, types  # type: ignore[return-value]
+    kept = [(r, t) for r, t in zip(rows, types, strict=True) if t is not None]
+    return [r for r, _ in kept], [t for _, t in kept]  # type: ignore[misc]
 
 
 def _personal(p: Projection) -> frozenset[str]:

@@ -56,27 +56,52 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     actor: str | None
 
 
-def describe(payload: DomainEvent) -> tuple[str | None, float | None, str | None, str | None]:
+_Described = tuple[str | None, float | None, str | None, str | None]
+
+
+def _email(p: iev.EmailLogged) -> _Described:
+    return p.direction, None, p.thread, p.subject
+
+
+def _call(p: iev.CallLogged) -> _Described:
+    return p.direction, p.duration_min, p.outcome, p.notes
+
+
+def _meeting(p: iev.MeetingLogged) -> _Described:
+    return None, p.duration_min, p.location, p.notes
+
+
+def _questionnaire(p: iev.QuestionnaireAnswered) -> _Described:
+    answers = "; ".join(f"{a.question}: {a.answer}" for a in p.answers)
+    return None, None, p.questionnaire, answers or None
+
+
+def _conversation(p: iev.ConversationLogged) -> _Described:
+    return None, p.duration_min, p.medium, p.summary
+
+
+def _web(p: iev.WebActivity) -> _Described:
+    detail = f"{p.action} {p.page}" + (f" ({p.form})" if p.form else "")
+    return None, None, detail, None
+
+
+_DESCRIBE: dict[type, Any] = {
+    iev.EmailLogged: _email,
+    iev.CallLogged: _call,
+    iev.MeetingLogged: _meeting,
+    iev.QuestionnaireAnswered: _questionnaire,
+    iev.ConversationLogged: _conversation,
+    iev.WebActivity: _web,
+}
+# Per interaction class: its type tag, its channel and how it reads as a timeline row.
+_KINDS = {cls: (cls.__struct_config__.tag, CHANNEL_OF[cls], _DESCRIBE[cls]) for cls in CHANNEL_OF}
+
+
+def describe(payload: DomainEvent) -> _Described:
     """(direction, duration in minutes, detail, summary) of an interaction; the summary holds
     the personal free text, the detail what is not personal."""
-    match payload:
-        case iev.EmailLogged():
-            return payload.direction, None, payload.thread, payload.subject
-        case iev.CallLogged():
-            return payload.direction, payload.duration_min, payload.outcome, payload.notes
-        case iev.MeetingLogged():
-            return None, payload.duration_min, payload.location, payload.notes
-        case iev.QuestionnaireAnswered():
-            answers = "; ".join(f"{a.question}: {a.answer}" for a in payload.answers)
-            return None, None, payload.questionnaire, answers or None
-        case iev.ConversationLogged():
-            return None, payload.duration_min, payload.medium, payload.summary
-        case iev.WebActivity():
-            detail = f"{payload.action} {payload.page}" + (
-                f" ({payload.form})" if payload.form else ""
-            )
-            return None, None, detail, None
-    return None, None, None, None
+    kind = _KINDS.get(payload.__class__)
+    return (None, None, None, None) if kind is None else kind[2](payload)
 
 
 class Timeline(Projection):
@@ -98,19 +123,22 @@ class Timeline(Projection):
 
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         pending: list[tuple[object, ...]] = []
+        kinds = _KINDS
         for e in events:
-            if e.payload.__class__ in CHANNEL_OF:
+            kind = kinds.get(e.payload.__class__)
+            if kind is not None:
                 if e.customer_id is None:
                     continue
-                direction, minutes, detail, summary = describe(e.payload)
+                tag, channel, read = kind
+                direction, minutes, detail, summary = read(e.payload)
                 pending.append(
                     (
                         e.position,
                         e.customer_id,
                         e.stream_id,
                         e.occurred_at,
-                        e.channel or CHANNEL_OF[type(e.payload)],
-                        e.type,
+                        e.channel or channel,
+                        tag,
                         direction,
                         minutes,
                         detail,
