@@ -87,6 +87,38 @@ class LogRow(NamedTuple):
     state: bytes
     recorded_at: datetime | None = None
 
+    @property
+    def stream_key(self) -> bytes:
+        """The stream id's 16 bytes (what a PageRow holds)."""
+        return self.stream_id.bytes
+
+
+class PageRow(NamedTuple):
+    """A row of the log as a page read gives it on PostgreSQL: a LogRow whose stream id is
+    its 16 bytes (`stream_key`), read as they are; `stream_id` makes the UUID on demand.
+    The driver builds a UUID per row at a cost a catch-up feels, and the codec needs the id
+    only to check it against the one in the stored bytes."""
+
+    position: int
+    stream_key: bytes
+    version: int
+    topic: str
+    state: bytes
+    recorded_at: datetime | None = None
+
+    @property
+    def stream_id(self) -> UUID:
+        return UUID(bytes=self.stream_key)
+
+
+AnyRow = LogRow | PageRow
+
+
+def stream_int(row: AnyRow) -> int:
+    """The row's stream id as an integer, from either kind of row."""
+    sid = row[1]
+    return sid.int if sid.__class__ is UUID else int.from_bytes(sid, "big")  # type: ignore[union-attr,arg-type]
+
 
 class SplitEvent(msgspec.Struct, frozen=True, gc=False):
     """A stored event opened without a key: the envelope with its public payload only, and the
@@ -268,14 +300,14 @@ class EventCodec:
 
     # -- decode ---------------------------------------------------------------------------
 
-    def decode(self, row: LogRow) -> Envelope[Any]:
+    def decode(self, row: AnyRow) -> Envelope[Any]:
         env = self._open(row)
         if row.state[1] & SEALED:
             self._unseal(env, row)
         return env
 
     def decode_many(
-        self, rows: Sequence[LogRow], unseal: Container[str] | None = None
+        self, rows: Sequence[AnyRow], unseal: Container[str] | None = None
     ) -> list[Envelope[Any]]:
         """Decode a page; keys of every sealed customer in it are fetched in one query.
 
@@ -343,7 +375,7 @@ class EventCodec:
             force_setattr(env, "payload", payload)
         return opened
 
-    def split(self, row: LogRow) -> SplitEvent:
+    def split(self, row: AnyRow) -> SplitEvent:
         """Open a row without decrypting anything (the relay to the bus holds no key): the
         envelope with the public fields, and the sealed bytes, or None when nothing is sealed.
 
@@ -369,7 +401,7 @@ class EventCodec:
         self._stamp(env, row)
         return SplitEvent(env, sealed, version)
 
-    def _placeholders(self, env: Envelope[Any], row: LogRow) -> None:
+    def _placeholders(self, env: Envelope[Any], row: AnyRow) -> None:
         """The whole payload with placeholders for the personal fields, left sealed."""
         spec = self._by_tag[row.topic].spec
         if env.payload.__class__ is spec.cls:  # upcast: already whole
@@ -378,7 +410,7 @@ class EventCodec:
         force_setattr(env, "payload", spec.cls(**public, **_fresh(spec.placeholders)))
 
     def _open_many(
-        self, rows: Sequence[LogRow], unseal: Container[str] | None = None
+        self, rows: Sequence[AnyRow], unseal: Container[str] | None = None
     ) -> tuple[list[Envelope[Any]], list[tuple[int, bytes | None, bytes | None]]]:
         """`_open` of every row, with the common cases (current version, plain or sealed)
         inlined; and (index, sealed bytes, customer id bytes) of the rows with sealed personal
@@ -427,7 +459,10 @@ class EventCodec:
                 env = decoder.decode(state[HEADER_SIZE:end])
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise CorruptEvent(row.position, f"{row.topic}: {e}") from None
-            if env.version != row.version or env.stream_id.int != row.stream_id.int:
+            sid = row[1]
+            if env.version != row.version or env.stream_id.int != (
+                sid.int if sid.__class__ is UUID else int.from_bytes(sid, "big")
+            ):
                 raise CorruptEvent(
                     row.position, "envelope does not match its row (stream or version)"
                 )
@@ -438,7 +473,7 @@ class EventCodec:
                 append_sealed((len(opened) - 1, part, raw))
         return opened, sealed
 
-    def _header(self, row: LogRow) -> tuple[_TypeCodec, int, bytes | None, int]:
+    def _header(self, row: AnyRow) -> tuple[_TypeCodec, int, bytes | None, int]:
         """The row's type codec, schema version, sealed part (None if nothing is sealed) and
         where the envelope's bytes end; CorruptEvent for bytes that are not our envelope or
         that a newer version of this code wrote."""
@@ -457,14 +492,14 @@ class EventCodec:
         return tc, version, None, len(state)
 
     @staticmethod
-    def _stamp(env: Envelope[Any], row: LogRow) -> None:
+    def _stamp(env: Envelope[Any], row: AnyRow) -> None:
         """The row's position and record time on its envelope, once it is known to match."""
-        if env.version != row.version or env.stream_id.int != row.stream_id.int:
+        if env.version != row.version or env.stream_id.int != stream_int(row):
             raise CorruptEvent(row.position, "envelope does not match its row (stream or version)")
         force_setattr(env, "position", row.position)
         force_setattr(env, "recorded_at", row.recorded_at)
 
-    def _open(self, row: LogRow) -> Envelope[Any]:
+    def _open(self, row: AnyRow) -> Envelope[Any]:
         """Header checks and the typed decode of the envelope; personal data still sealed."""
         state, position = row.state, row.position
         tc, version, sealed, end = self._header(row)
@@ -483,7 +518,7 @@ class EventCodec:
         return env
 
     @staticmethod
-    def _sealed_part(tc: _TypeCodec, row: LogRow) -> tuple[bytes, int]:
+    def _sealed_part(tc: _TypeCodec, row: AnyRow) -> tuple[bytes, int]:
         """The sealed bytes at the end of the state, and where the envelope ends before them."""
         state = row.state
         size = int.from_bytes(state[-4:], "big")
@@ -492,7 +527,7 @@ class EventCodec:
             raise CorruptEvent(row.position, f"{tc.tag}: sealed data is missing or truncated")
         return state[end:-4], end
 
-    def _unseal(self, env: Envelope[Any], row: LogRow, sealed: bytes | None = None) -> None:
+    def _unseal(self, env: Envelope[Any], row: AnyRow, sealed: bytes | None = None) -> None:
         """Put the personal fields back, or their placeholders when the customer's key is gone
         (`sealed`: the row's sealed bytes when the caller has them already)."""
         tc = self._by_tag[row.topic]
@@ -511,7 +546,7 @@ class EventCodec:
         personal = msgspec.structs.asdict(tc.personal_decoder.decode(plain))
         force_setattr(env, "payload", spec.cls(**public, **personal))
 
-    def _decrypt(self, customer_id: UUID | None, sealed: bytes, row: LogRow) -> bytes | None:
+    def _decrypt(self, customer_id: UUID | None, sealed: bytes, row: AnyRow) -> bytes | None:
         """The personal fields' plaintext, or None when the customer's key was deleted."""
         if self._keyring is None:
             raise CorruptEvent(
@@ -534,7 +569,7 @@ class EventCodec:
             ) from None
 
     def _upcast(
-        self, tc: _TypeCodec, version: int, body: bytes, sealed: bytes | None, row: LogRow
+        self, tc: _TypeCodec, version: int, body: bytes, sealed: bytes | None, row: AnyRow
     ) -> Envelope[Any]:
         """Slow path for an older schema version: decode to builtins, upcast, convert.
 

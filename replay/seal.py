@@ -44,6 +44,11 @@ class SealRow(Protocol):
     def stream_id(self) -> UUID: ...
 
     @property
+    def stream_key(self) -> bytes:
+        """The stream id's 16 bytes."""
+        ...
+
+    @property
     def version(self) -> int: ...
 
     @property
@@ -119,7 +124,7 @@ def seal_hash(prev: bytes, row: SealRow) -> bytes:
         b"".join(
             (
                 _FIXED.pack(
-                    32, prev, 8, row.position, 16, row.stream_id.bytes, 8, row.version, len(topic)
+                    32, prev, 8, row.position, 16, row.stream_key, 8, row.version, len(topic)
                 ),
                 topic,
                 len(state).to_bytes(_U32, "big"),

@@ -23,7 +23,6 @@ import hashlib
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
-from uuid import UUID
 
 import msgspec
 
@@ -103,7 +102,7 @@ class LogScan:
         self.sealed = 0
         self.unsealed = 0
         self.anchors_seen: set[int] = set()
-        self.versions: dict[UUID, int] = {}
+        self.versions: dict[bytes, int] = {}
         self.decoded = 0
         self.forgotten_events = 0
         self.forgotten_fields = 0
@@ -147,13 +146,14 @@ class LogScan:
                     )
             self.prev = current
             self.rows += 1
-            expected = versions.get(row.stream_id, 0) + 1
+            key = row.stream_key
+            expected = versions.get(key, 0) + 1
             if row.version != expected:
                 self.streams.add(
                     position,
                     f"stream {row.stream_id} has version {row.version} where {expected} is due",
                 )
-            versions[row.stream_id] = row.version
+            versions[key] = row.version
             if isinstance(item, str):
                 self.decoding.add(position, item)
             else:

@@ -34,7 +34,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from infra.codec import LogRow
+from infra.codec import LogRow, PageRow
 from infra.store.event_store import GroupState, GroupWrites
 from infra.store.url import StoreURL
 
@@ -112,6 +112,11 @@ def log_rows(cursor: object) -> Callable[[Sequence[Any]], LogRow]:
     """psycopg row factory: each row built as a LogRow by the driver's own loop
     (`tuple.__new__` is a C call; `LogRow._make` per row was a Python one)."""
     return partial(tuple.__new__, LogRow)  # type: ignore[arg-type]
+
+
+def page_rows(cursor: object) -> Callable[[Sequence[Any]], PageRow]:
+    """`log_rows` for PageRow (the stream id read as its 16 bytes)."""
+    return partial(tuple.__new__, PageRow)  # type: ignore[arg-type]
 
 
 class PostgresLogRecorder(PostgresApplicationRecorder):
@@ -206,7 +211,11 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         self._select_customer = columns + SQL(
             "WHERE customer_id = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"
         )
-        self._select_log = columns + SQL("WHERE notification_id > %s ")
+        # A page of the log: the stream id as its bytes (see PageRow).
+        self._select_log = SQL(
+            "SELECT notification_id, uuid_send(originator_id), originator_version, topic, "
+            "state, recorded_at FROM {schema}.{table} WHERE notification_id > %s "
+        ).format(schema=schema, table=table)
         self._select_stream = columns + SQL(
             "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
         )
@@ -235,7 +244,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_log(
         self, after: int, limit: int, topics: Sequence[str] = (), stop: int | None = None
-    ) -> list[LogRow]:
+    ) -> list[PageRow]:
         """Rows with position > after (and <= stop), in position order, with recorded_at."""
         statement: Composed = self._select_log
         params: list[Any] = [after]
@@ -249,7 +258,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         params.append(limit)
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=log_rows, binary=True) as curs,
+            conn.cursor(row_factory=page_rows, binary=True) as curs,
         ):
             curs.execute(statement, params, prepare=True)
             return curs.fetchall()
