@@ -205,7 +205,8 @@ class Projection:
         return self.name
 
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
-        """Apply a batch of events (log order, only handled types) inside one transaction."""
+        """Apply a batch of events (log order, only handled types) inside one transaction.
+        The list is read-only: the runner may hand the same one to several projections."""
         raise NotImplementedError
 
     def on_timers(self, t: Tables, timers: list[Timer], now: datetime) -> None:

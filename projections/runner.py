@@ -318,7 +318,7 @@ class Runner:
                     continue  # another runner took it past this page meanwhile (reloaded)
                 after, handles = cp.position, p.handles
                 if after < first and present <= handles:  # all of the page is for it
-                    mine = list(items)
+                    mine = items  # shared, not copied: a copy touches every cold envelope
                 elif after < first:  # the whole page is new to it (a filter at C speed)
                     mine = list(compress(items, map(handles.__contains__, types)))
                 else:
