@@ -477,6 +477,50 @@ def test_catch_up_in_pages_equals_one_event_at_a_time(
         assert dump(one) == expected
 
 
+def test_one_page_across_registrations_merges_and_unmerges_equals_one_event_at_a_time(
+    engine: Engine,
+) -> None:
+    """customer_profile counts a page's interactions per customer and channel in runs that
+    end where a registration, merge or unmerge changes where they count: one page over all
+    of them must give what one event at a time gives."""
+    rng = random.Random(21)
+    a, b, c = uid(rng), uid(rng), uid(rng)
+
+    def interact(customer: UUID, channel: str, n: int) -> None:
+        command, fields = CHANNEL_COMMANDS[channel]
+        for _ in range(n):
+            run(engine, command, customer_id=customer, **fields)
+
+    run(engine, "customer.register", customer_id=a, name="A")
+    interact(a, "call", 2)
+    run(engine, "customer.register", customer_id=b, name="B")
+    interact(b, "call", 1)
+    interact(a, "email", 1)
+    run(engine, "customer.merge", survivor_id=a, merged_id=b)
+    interact(a, "call", 2)
+    run(engine, "customer.unmerge", survivor_id=a, merged_id=b)
+    interact(b, "call", 1)
+    interact(a, "call", 1)
+    run(engine, "customer.register", customer_id=c, name="C")
+    interact(c, "web", 3)
+    run(engine, "customer.merge", survivor_id=c, merged_id=a)
+    interact(c, "email", 1)
+    paged = open_runner(engine, page=10_000)
+    paged.catch_up()
+    expected = dump(paged)
+    one = open_runner(engine, page=1)
+    one.rebuild("customer_profile")
+    assert dump(one) == expected
+    profile = views(paged).profile(c)
+    assert profile is not None
+    counts = {ch.channel: ch.count for ch in profile.channels if ch.count}
+    # c: its own 3 web and 1 e-mail, and a's 5 calls and 1 e-mail (b was given back first)
+    assert counts == {"web": 3, "call": 5, "email": 2}
+    profile = views(paged).profile(b)
+    assert profile is not None
+    assert {ch.channel: ch.count for ch in profile.channels if ch.count} == {"call": 2}
+
+
 def test_age_is_derived_at_the_clock(engine: Engine) -> None:
     c = uid(random.Random(14))
     run(engine, "customer.register", customer_id=c, name="Leap", birth_date="2000-02-29")
