@@ -108,6 +108,14 @@ def append_only_ddl(schema: str, events_table: str) -> list[Composed]:
     return statements
 
 
+# The owners of a list of contact keys: one index probe per key (see `_positions_of`).
+_CONTACT_OWNERS = (
+    "SELECT c.kind, c.digest, c.customer_id FROM unnest(%b::text[], %b::bytea[]) "
+    "AS k(kind, digest) CROSS JOIN LATERAL (SELECT x.kind, x.digest, x.customer_id "
+    "FROM {s}.crm_contact_index x WHERE x.kind = k.kind AND x.digest = k.digest OFFSET 0) c"
+)
+
+
 def log_rows(cursor: object) -> Callable[[Sequence[Any]], LogRow]:
     """psycopg row factory: each row built as a LogRow by the driver's own loop
     (`tuple.__new__` is a C call; `LogRow._make` per row was a Python one)."""
@@ -195,11 +203,16 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             "SELECT command_id FROM {schema}.crm_commands WHERE command_id = "
             "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
         ).format(schema=schema)
+        # Lookups by a list of keys are written as a LATERAL subquery that cannot be flattened
+        # (OFFSET 0): one index probe per key, whatever the plan cache holds. As a join, the
+        # generic plan psycopg's prepared statement settles on early (a small log, 100 rows
+        # assumed of the function) is a hash join over a sequential scan of the whole table:
+        # a group commit's read then grew with the log (seconds into a load, most of a batch).
         self._positions_of = SQL(
-            "SELECT e.notification_id FROM {schema}.{table} e "
-            "JOIN unnest(%b::uuid[], %b::int8[], %b::int8[]) AS r(id, lo, hi) "
-            "ON e.originator_id = r.id AND e.originator_version BETWEEN r.lo AND r.hi "
-            "ORDER BY e.notification_id"
+            "SELECT e.notification_id FROM unnest(%b::uuid[], %b::int8[], %b::int8[]) "
+            "AS r(id, lo, hi) CROSS JOIN LATERAL (SELECT x.notification_id FROM {schema}.{table} "
+            "x WHERE x.originator_id = r.id AND x.originator_version BETWEEN r.lo AND r.hi "
+            "OFFSET 0) e ORDER BY e.notification_id"
         ).format(schema=schema, table=table)
         columns = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state, recorded_at "
@@ -222,18 +235,15 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         self._select_streams_after = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
             "e.recorded_at FROM json_to_recordset(%s::json) AS r(id uuid, after bigint) "
-            "JOIN {schema}.{table} e ON e.originator_id = r.id AND e.originator_version > r.after "
+            "CROSS JOIN LATERAL (SELECT * FROM {schema}.{table} x WHERE x.originator_id = r.id "
+            "AND x.originator_version > r.after OFFSET 0) e "
             "ORDER BY e.originator_id, e.originator_version"
         ).format(schema=schema, table=table)
         self._stream_heads = SQL(
             "SELECT originator_id, max(originator_version) FROM {schema}.{table} "
             "WHERE originator_id = ANY(%b) GROUP BY originator_id"
         ).format(schema=schema, table=table)
-        self._contact_owners = SQL(
-            "SELECT c.kind, c.digest, c.customer_id FROM unnest(%b::text[], %b::bytea[]) "
-            "AS k(kind, digest) JOIN {schema}.crm_contact_index c "
-            "ON c.kind = k.kind AND c.digest = k.digest"
-        ).format(schema=schema)
+        self._contact_owners = SQL(_CONTACT_OWNERS).format(s=schema)
         # ORDER BY n: ids are drawn in the order of the arrays, i.e. of the group's items.
         self._insert_group_events = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
@@ -643,11 +653,7 @@ class PostgresContactIndex:
             return {}
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(
-                SQL(
-                    "SELECT c.kind, c.digest, c.customer_id FROM unnest(%b::text[], %b::bytea[]) "
-                    "AS k(kind, digest) JOIN {s}.crm_contact_index c "
-                    "ON c.kind = k.kind AND c.digest = k.digest"
-                ).format(s=self._s),
+                SQL(_CONTACT_OWNERS).format(s=self._s),
                 [list(c) for c in zip(*keys, strict=True)],
             )
             return {(k, bytes(d)): cid for k, d, cid in curs.fetchall()}

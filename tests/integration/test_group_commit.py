@@ -16,9 +16,11 @@ from itertools import count
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
 import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
+from psycopg.sql import SQL
 
 from domain.envelope import Envelope
 from domain.interactions.events import CallLogged
@@ -425,3 +427,36 @@ class TestDroppedConnections:
         assert [(s, v) for _, s, v, _ in logged(store)] == [(a, 1), (a, 2), (b, 1)]
         found = store.find_command("once")
         assert found is not None and found.streams == [StreamVersion(a, 2)]
+
+
+def test_lookups_by_key_lists_probe_the_index_under_any_plan(store_url: str) -> None:
+    """The reads a group commit makes per batch (newer events of its streams, the owners of
+    its contacts, positions of spans) look each key up in an index even
+    under the generic plan a prepared statement settles on while the tables are small: as
+    joins they were a hash join over a sequential scan of the whole log, so a batch's read
+    grew with the log."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("plans are PostgreSQL's")
+    store = open_store(store_url, env={})
+    try:
+        store.append_group([item(uuid4(), 1, f"c{i}") for i in range(300)])
+        recorder = store.backend.standard  # type: ignore[attr-defined]
+        schema = store.backend.datastore.schema  # type: ignore[attr-defined]
+        statements = {
+            "streams after": (
+                recorder._select_streams_after,
+                (msgspec.json.encode([{"id": uuid4(), "after": 0}]).decode(),),
+            ),
+            "contact owners": (recorder._contact_owners, (["email"], [b"x"])),
+            "positions": (recorder._positions_of, ([uuid4()], [1], [2])),
+        }
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'ANALYZE "{schema}".stored_events')
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            for name, (statement, params) in statements.items():
+                with conn.transaction(force_rollback=True):
+                    plan = conn.execute(SQL("EXPLAIN ") + statement, params).fetchall()
+                text = "\n".join(r[0] for r in plan)
+                assert "Seq Scan" not in text, f"{name}:\n{text}"
+    finally:
+        store.close()
