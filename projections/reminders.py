@@ -105,17 +105,20 @@ class Reminders(Projection):
         self.policy = policy
         self.capacity = cache
         self._cache: dict[UUID, dict[UUID, Subject]] = {}  # customer -> subject id -> it
+        # customer -> the account its cached subjects give (folding every subject of a
+        # customer on each page it is touched grew with the customer's history)
+        self._accounts: dict[UUID, Account] = {}
         self._at: tuple[int, int] | None = None  # (generation, position) the cache is right at
 
     def committed(self, generation: int, position: int) -> None:
         self._at = (generation, position)
 
     def forget_cache(self) -> None:
-        self._cache, self._at = {}, None
+        self._cache, self._accounts, self._at = {}, {}, None
 
     def apply(self, t: Tables, events: list[Envelope[Any]], now: datetime) -> None:
         if self._at != (t.generation, t.position) or len(self._cache) > self.capacity:
-            self._cache = {}  # rows changed elsewhere, or too many kept: read them again
+            self._cache, self._accounts = {}, {}  # rows changed elsewhere, or too many kept
         self._at = None  # until this page commits
         marks: dict[str, list[Any]] = {}  # key -> [completed_at, snoozed_until, position]
         touched: dict[UUID, int] = {}  # customer -> last position of the page
@@ -152,7 +155,8 @@ class Reminders(Projection):
             missing,
         ):
             subjects[d.uuid(cid)][d.uuid(sid)] = _dec.decode(data)  # type: ignore[index]
-        accounts = {cid: account_of(subjects[cid].values()) for cid in customers}
+        known = self._accounts
+        accounts = {cid: known.get(cid) or account_of(subjects[cid].values()) for cid in customers}
         prior: dict[UUID, dict[UUID, Subject | None]] = defaultdict(dict)  # as they were
         for e in events:
             mine = subjects[e.customer_id]
@@ -180,8 +184,9 @@ class Reminders(Projection):
         before: dict[str, Reminder] = {}
         after: dict[str, Reminder] = {}
         for cid in customers:
-            was, now_ = accounts[cid], account_of(subjects[cid].values())
             changed = prior.get(cid, {})
+            was = accounts[cid]
+            now_ = known[cid] = account_of(subjects[cid].values()) if changed else was
             if (was.owner, was.forgotten) == (now_.owner, now_.forgotten):
                 old = [s for s in changed.values() if s is not None]
                 new = [subjects[cid][sid] for sid in changed]
