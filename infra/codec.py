@@ -459,10 +459,7 @@ class EventCodec:
                 env = decoder.decode(state[HEADER_SIZE:end])
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise CorruptEvent(row.position, f"{row.topic}: {e}") from None
-            sid = row[1]
-            if env.version != row.version or env.stream_id.int != (
-                sid.int if sid.__class__ is UUID else int.from_bytes(sid, "big")
-            ):
+            if env.version != row.version or env.stream_id.int != stream_int(row):
                 raise CorruptEvent(
                     row.position, "envelope does not match its row (stream or version)"
                 )

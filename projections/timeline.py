@@ -17,7 +17,6 @@ import msgspec
 
 from domain.customers import events as ev
 from domain.envelope import Envelope
-from domain.events import DomainEvent
 from domain.interactions import events as iev
 from domain.interactions.events import CHANNEL_OF
 from projections.projection import Index, Projection, Tables
@@ -56,6 +55,8 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     actor: str | None
 
 
+# (direction, duration in minutes, detail, summary) of an interaction: the summary holds the
+# personal free text, the detail what is not personal.
 _Described = tuple[str | None, float | None, str | None, str | None]
 
 
@@ -95,13 +96,6 @@ _DESCRIBE: dict[type, Any] = {
 }
 # Per interaction class: its type tag, its channel and how it reads as a timeline row.
 _KINDS = {cls: (cls.__struct_config__.tag, CHANNEL_OF[cls], _DESCRIBE[cls]) for cls in CHANNEL_OF}
-
-
-def describe(payload: DomainEvent) -> _Described:
-    """(direction, duration in minutes, detail, summary) of an interaction; the summary holds
-    the personal free text, the detail what is not personal."""
-    kind = _KINDS.get(payload.__class__)
-    return (None, None, None, None) if kind is None else kind[2](payload)
 
 
 class Timeline(Projection):
