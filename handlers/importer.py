@@ -3,10 +3,17 @@
 Each batch is parsed and validated line by line (a bad line is reported with its number and
 field; the good ones are kept), commands already recorded are skipped (so a re-run of the same
 file appends nothing), and every command is decided by its ordinary handler against an overlay:
-the log as the batch sees it, with the batch's own earlier events. The importer keeps the
-customer states it folded from one batch to the next and, per batch, reads in one query only the
-events newer than those states; the contacts a batch registers are looked up in one query too.
-The whole batch is appended with its command records in one transaction.
+the log as the batch sees it, with the batch's own earlier events. The whole batch is appended
+with its command records in one transaction.
+
+What a batch reads first is one round trip: the contacts it registers, the streams it names
+that it does not hold, and what another writer appended since the last batch (positions after
+the importer's watermark outside its own appends, see `CustomerStates`): the customer states it
+folded are kept from one batch to the next and only those another writer changed are read
+again. Which command ids are recorded is asked of the first batches, until one finds none
+(a re-run, or a run resumed after a crash, skips what landed); after that the command records'
+unique key checks it, and a batch whose append finds a recorded one is decided again without
+them (and the next batches ask again).
 
 With `pipeline=True` (PostgreSQL) the append of batch k runs on a writer thread while batch k+1
 is decided. If an append fails (a concurrent writer took a stream version, a contact, or a
@@ -97,6 +104,10 @@ class Importer:
         self.batch_size = batch_size
         self.pipeline = pipeline
         self.states = CustomerStates()
+        # Whether to ask the log which command ids of a batch are recorded before deciding it.
+        # A re-run asks until a batch finds none; from then on the command records' unique key
+        # is the check: a batch whose append finds one recorded is decided again without them.
+        self.probe = True
 
     def run(
         self,
@@ -106,7 +117,7 @@ class Importer:
     ) -> ImportReport:
         report = ImportReport()
         writer = ThreadPoolExecutor(1, "crm-import-append") if self.pipeline else None
-        in_flight: tuple[_Decided, Future[int]] | None = None
+        in_flight: tuple[_Decided, Future[list[int]]] | None = None
         # Deciding makes no reference cycles, but millions of short-lived objects: without
         # the collector rescanning them all the import runs a quarter faster. It runs a young
         # collection every few batches instead, and is back on when the import ends.
@@ -120,7 +131,8 @@ class Importer:
                 todo = self._parse(batch, default, report, flying.command_ids if flying else set())
                 decided = self._decide(todo, flying)
                 if in_flight is not None and not self._landed(*in_flight, report):
-                    decided = self._decide(todo)  # it was decided on events that never landed
+                    # it was decided on events that never landed
+                    decided = self._decide(self._unrecorded(todo, report) if self.probe else todo)
                 in_flight = None
                 if writer is not None and not decided.rest:
                     in_flight = (decided, writer.submit(self._append, decided.items))
@@ -169,9 +181,16 @@ class Importer:
                 causation_id=line.causation_id or default.causation_id,
             )
             parsed.append(_Parsed(number, command, ctx))
-        recorded = self.log.recorded_commands(seen)
+        return self._unrecorded(parsed, report) if self.probe else parsed
+
+    def _unrecorded(self, parsed: list[_Parsed], report: ImportReport) -> list[_Parsed]:
+        """The commands not recorded yet (those that are count as duplicates)."""
+        recorded = self.log.recorded_commands(
+            {p.ctx.command_id for p in parsed if p.ctx.command_id}
+        )
+        self.probe = bool(recorded)
         report.duplicates += len(recorded)
-        return [p for p in parsed if p.ctx.command_id not in recorded]
+        return [p for p in parsed if p.ctx.command_id not in recorded] if recorded else parsed
 
     def _overlay(self, todo: Sequence[_Parsed], flying: _Decided | None) -> Overlay:
         """The batch's view of the log, with the batch still being appended (`flying`)."""
@@ -186,6 +205,7 @@ class Importer:
             (p.command for p in todo),
             pending,
             flying.owners if flying is not None else None,
+            watch=True,
         )
 
     def _decide(self, todo: Sequence[_Parsed], flying: _Decided | None = None) -> _Decided:
@@ -204,16 +224,35 @@ class Importer:
                 )
                 continue
             if decision.forget is not None:  # forgetting deletes a key: flush, then run it alone
+                self._refold(overlay, decided)
                 return _Decided(decided, list(todo[i:]), errors, _ids(decided), overlay.claimed)
             overlay.accept(decision)
             decided.append((item, decision))
+        self._refold(overlay, decided)
         return _Decided(decided, [], errors, _ids(decided), overlay.claimed)
 
-    def _landed(self, decided: _Decided, append: Future[int], report: ImportReport) -> bool:
+    def _refold(self, overlay: Overlay, decided: list[tuple[_Parsed, Decision]]) -> None:
+        """Fold the batch's own events into the held states they belong to: the log will not
+        be asked about them again (see CustomerStates)."""
+        holds = self.states.holds
+        touched = {e.stream_id for _, d in decided for e in d.events if holds(e.stream_id)}
+        for stream_id in touched:
+            self.states.get(overlay, stream_id)
+
+    def _landed(self, decided: _Decided, append: Future[list[int]], report: ImportReport) -> bool:
         """Wait for a pipelined append; False if it failed (its commands then ran one by one)."""
         try:
-            events = append.result()
-        except (AppendConflict, CommandAlreadyRecorded, ContactTakenOnAppend):
+            positions = append.result()
+        except CommandAlreadyRecorded:
+            self.states.clear()
+            self.probe = True
+            report.errors.extend(decided.errors)
+            # Decided again without the recorded ones, in bulk; those that decided nothing
+            # too, since the state they were decided on is not the one that landed.
+            redo = self._decide(self._unrecorded([p for p, _ in decided.items], report))
+            self._finish(redo, report)
+            return False
+        except (AppendConflict, ContactTakenOnAppend):
             self.states.clear()
             report.errors.extend(decided.errors)
             # Every command of the batch again, those that decided nothing too: the state
@@ -223,9 +262,10 @@ class Importer:
         except BaseException:
             self.states.clear()
             raise
+        self.states.own(positions)
         report.errors.extend(decided.errors)
         report.appended += sum(1 for _, d in decided.items if d.events)
-        report.events += events
+        report.events += len(positions)
         return True
 
     def _finish(self, decided: _Decided, report: ImportReport) -> None:
@@ -235,16 +275,15 @@ class Importer:
             self.states.clear()
             self._one_by_one(decided.rest, report)
 
-    def _append(self, decided: list[tuple[_Parsed, Decision]]) -> int:
+    def _append(self, decided: list[tuple[_Parsed, Decision]]) -> list[int]:
         with_events = [(p, d) for p, d in decided if d.events]
         if not with_events:
-            return 0
-        positions = self.log.append_commands(
+            return []
+        return self.log.append_commands(
             [(p.ctx.command_id or "", p.command.command_name(), d.events) for p, d in with_events],
             claims=[c for _, d in with_events for c in d.claims],
             releases=[c for _, d in with_events for c in d.releases],
         )
-        return len(positions)
 
     def _one_by_one(self, items: Sequence[_Parsed], report: ImportReport) -> None:
         """The slow, always-correct path: each command through the bus on its own."""
@@ -269,9 +308,12 @@ def _ids(decided: list[tuple[_Parsed, Decision]]) -> set[str]:
     return {p.ctx.command_id for p, _ in decided if p.ctx.command_id}
 
 
-def _done(fn: Callable[[list[tuple[_Parsed, Decision]]], int], arg: list) -> Future[int]:  # type: ignore[type-arg]
+def _done(
+    fn: Callable[[list[tuple[_Parsed, Decision]]], list[int]],
+    arg: list,  # type: ignore[type-arg]
+) -> Future[list[int]]:
     """Run `fn(arg)` now, its outcome (value or exception) held in a completed future."""
-    future: Future[int] = Future()
+    future: Future[list[int]] = Future()
     try:
         future.set_result(fn(arg))
     except BaseException as e:  # handed to _landed, which re-raises what it must

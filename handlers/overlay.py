@@ -197,24 +197,43 @@ def overlay_for(
     *,
     also: Iterable[UUID] = (),
     command_ids: Iterable[str] = (),
+    watch: bool = False,
 ) -> Overlay:
     """One round trip for the newer events of every stream the commands name, the owners of
     the contacts they name and which of `command_ids` are recorded (`overlay.recorded`);
     plus events still being appended (`pending`), as if they had landed. `also` names more
-    streams to read at once (the ids new customers will get)."""
+    streams to read at once (the ids new customers will get).
+
+    With `watch` (a single writer: the importer), the held states are not read one by one:
+    the same round trip reads what landed in the log since `states.watermark` outside the
+    writer's own appends, and only the states it is newer than are read again."""
     commands = list(commands)
     refs = {ref for c in commands for ref in references_of(c)}
     refs.update(also)
     version_of = states.version_of
-    base = {ref: version_of(ref) for ref in refs}
+    trusted = watch and states.watermark is not None
+    holds = states.holds
+    after = {ref: version_of(ref) for ref in refs if not (trusted and holds(ref))}
     contacts = {c for command in commands for c in contacts_of(command)}
     owners: dict[tuple[str, str], UUID | None] = {
         (k, normalise_contact(k, v)): None for k, v in contacts
     }
-    reads = log.batch_reads(command_ids, base, contacts)
+    reads = log.batch_reads(command_ids, after, contacts, states.gaps() if watch else None)
     for (k, v), owner in reads.owners.items():
         owners[(k, normalise_contact(k, v))] = owner
     newer = reads.newer
+    base = after
+    if trusted:
+        assert reads.head is not None
+        dropped = [r for r in states.caught_up(reads.head, reads.changed) if r in refs]
+        if dropped:  # changed by another writer since the watermark: read whole (rare)
+            newer.update(log.load_newer(dict.fromkeys(dropped, 0)))
+        base = {ref: 0 if ref in dropped else version_of(ref) for ref in refs}
+        base.update(after)
+        for ref in refs:
+            newer.setdefault(ref, [])
+    elif watch and reads.head is not None:
+        states.watch_from(reads.head, refs)
     pending = pending or {}
     if pending:
         for stream_id, known in newer.items():

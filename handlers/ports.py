@@ -88,6 +88,8 @@ class BatchReads(NamedTuple):
     recorded: set[str]
     newer: dict[UUID, list[Envelope]]
     owners: dict[tuple[str, str], UUID]
+    head: int | None = None  # the log's head, when asked about gaps
+    changed: list[tuple[UUID, int]] = []  # (stream, version) of each event in the gaps
 
 
 class BatchLog(EventLog, Protocol):
@@ -114,8 +116,10 @@ class BatchLog(EventLog, Protocol):
         command_ids: Iterable[str],
         after: Mapping[UUID, int],
         contacts: Iterable[tuple[str, str]],
+        gaps: Sequence[tuple[int, int]] | None = None,
     ) -> BatchReads:
-        """Recorded command ids, newer events and contact owners in one round trip."""
+        """Recorded command ids, newer events and contact owners in one round trip; given
+        `gaps` (open intervals of positions), also the log's head and the events in them."""
         ...
 
 

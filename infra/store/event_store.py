@@ -92,6 +92,13 @@ ContactRow = tuple[str, bytes, UUID]
 Refusal = AppendConflict | CommandAlreadyRecorded | ContactTakenOnAppend
 
 
+class Changes(NamedTuple):
+    """The log's head, and the (stream, version) of the events in the gaps asked about."""
+
+    head: int
+    events: list[tuple[UUID, int]]
+
+
 class GroupState(NamedTuple):
     """What a group commit reads under the append lock, in one round of set-based queries."""
 
@@ -248,7 +255,8 @@ class LogRecorder(Protocol):
         command_ids: Sequence[str],
         after: Sequence[tuple[UUID, int]],
         contact_keys: Sequence[tuple[str, bytes]],
-    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID]]: ...
+        gaps: Sequence[tuple[int, int]] | None = None,
+    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID], Changes | None]: ...
 
     def positions_of(self, ranges: Sequence[tuple[UUID, int, int]]) -> list[int]: ...
 
@@ -510,18 +518,27 @@ class EventStore:
         command_ids: Iterable[str],
         after: Mapping[UUID, int],
         contacts: Iterable[tuple[str, str]],
+        gaps: Sequence[tuple[int, int]] | None = None,
     ) -> BatchReads:
         """What a batch of commands reads before it is decided, at once: which of them are
         recorded, each stream's events newer than a version (every stream a key), the owners
-        of the contacts they name (free ones left out)."""
+        of the contacts they name (free ones left out); given `gaps` (open intervals of
+        positions), the log's head and the (stream, version) of each event in them at or
+        below it (`head`, `changed`)."""
         keys = {(k, self.blind_index.digest(k, v)): (k, v) for k, v in contacts}
-        recorded, rows, owners = self.backend.standard.select_batch_reads(
-            list(command_ids), list(after.items()), list(keys)
+        recorded, rows, owners, changes = self.backend.standard.select_batch_reads(
+            list(command_ids), list(after.items()), list(keys), gaps
         )
         newer: dict[UUID, list[Envelope]] = {i: [] for i in after}
         for e in self.codec.decode_many(rows):
             newer[e.stream_id].append(e)
-        return BatchReads(recorded, newer, {keys[key]: owner for key, owner in owners.items()})
+        return BatchReads(
+            recorded,
+            newer,
+            {keys[key]: owner for key, owner in owners.items()},
+            changes.head if changes else None,
+            changes.events if changes else [],
+        )
 
     def read_rows(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] = (), stop: int | None = None

@@ -35,7 +35,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from infra.codec import LogRow, PageRow
-from infra.store.event_store import GroupState, GroupWrites
+from infra.store.event_store import Changes, GroupState, GroupWrites
 from infra.store.url import StoreURL
 
 _json = msgspec.json.Encoder()
@@ -55,6 +55,11 @@ CUSTOMER_ID_EXPR = (
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column, the parameters of an unnest(...) statement."""
     return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _changes(rows: Sequence[tuple[Any, ...]]) -> Changes:
+    """The rows of `_select_changes`: the head on each, a (stream, version) where not null."""
+    return Changes(rows[0][0], [(s, v) for _, s, v in rows if s is not None])
 
 
 SEAL_TABLE = "log_seal"
@@ -239,6 +244,19 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
             "AND x.originator_version > r.after OFFSET 0) e "
             "ORDER BY e.originator_id, e.originator_version"
         ).format(schema=schema, table=table)
+        # The log's head, and the (stream, version) of every event after `after` outside the
+        # caller's own ranges: one snapshot, so each event at or below the head is in it (the
+        # log lock makes positions commit in order). Each gap between own ranges is one index
+        # range scan; the caller's own events are never read.
+        self._select_changes = SQL(
+            "WITH h AS MATERIALIZED (SELECT coalesce(max(notification_id), 0) AS head "
+            "FROM {schema}.{table}) SELECT h.head, c.originator_id, c.originator_version FROM h "
+            "LEFT JOIN LATERAL (SELECT x.originator_id, x.originator_version "
+            "FROM unnest(%b::int8[], %b::int8[]) AS g(lo, hi) CROSS JOIN LATERAL ("
+            "SELECT originator_id, originator_version FROM {schema}.{table} y "
+            "WHERE y.notification_id > g.lo AND y.notification_id < g.hi "
+            "AND y.notification_id <= h.head OFFSET 0) x) c ON true"
+        ).format(schema=schema, table=table)
         self._stream_heads = SQL(
             "SELECT originator_id, max(originator_version) FROM {schema}.{table} "
             "WHERE originator_id = ANY(%b) GROUP BY originator_id"
@@ -374,10 +392,16 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
         command_ids: Sequence[str],
         after: Sequence[tuple[UUID, int]],
         contact_keys: Sequence[tuple[str, bytes]],
-    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID]]:
+        gaps: Sequence[tuple[int, int]] | None = None,
+    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID], Changes | None]:
         """What a batch of commands reads before it is decided, in one pipelined round trip:
-        the recorded command ids, the streams' newer events, the contacts' owners."""
+        the recorded command ids, the streams' newer events, the contacts' owners and, given
+        `gaps` (open position intervals), the log's head and the events in those gaps (read
+        first: the streams read after it hold at least every event up to that head)."""
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            changes = conn.cursor(row_factory=tuple_row)
+            if gaps is not None:
+                changes.execute(self._select_changes, _columns(gaps) if gaps else ([], []))
             recorded = conn.cursor(row_factory=tuple_row)
             if command_ids:
                 recorded.execute(self._select_commands, (_json.encode(list(command_ids)).decode(),))
@@ -393,6 +417,7 @@ class PostgresLogRecorder(PostgresApplicationRecorder):
                 {r[0] for r in recorded.fetchall()} if command_ids else set(),
                 newer.fetchall() if after else [],
                 {(k, bytes(d)): c for k, d, c in owners.fetchall()} if contact_keys else {},
+                _changes(changes.fetchall()) if gaps is not None else None,
             )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)

@@ -24,7 +24,7 @@ from eventsourcing.sqlite import (
 )
 
 from infra.codec import LogRow
-from infra.store.event_store import GroupState, GroupWrites
+from infra.store.event_store import Changes, GroupState, GroupWrites
 from infra.store.url import StoreURL
 
 # customer_id is the first element of the envelope's msgpack array (see infra/codec.py).
@@ -367,9 +367,25 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
         command_ids: Sequence[str],
         after: Sequence[tuple[UUID, int]],
         contact_keys: Sequence[tuple[str, bytes]],
-    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID]]:
+        gaps: Sequence[tuple[int, int]] | None = None,
+    ) -> tuple[set[str], list[LogRow], dict[tuple[str, bytes], UUID], Changes | None]:
         """What a batch of commands reads before it is decided (PostgreSQL does it in one
         round trip; here each part is a local query)."""
+        changes: Changes | None = None
+        if gaps is not None:  # first: the streams read next hold at least what the head says
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(self.select_max_notification_id_statement)
+                head = c.fetchone()[0] or 0
+                found: list[tuple[UUID, int]] = []
+                for lo, hi in gaps:
+                    c.execute(
+                        f"SELECT originator_id, originator_version FROM {self.events_table_name} "
+                        "WHERE notification_id > ? AND notification_id < ? "
+                        "AND notification_id <= ?",
+                        (lo, min(hi, head + 1), head),
+                    )
+                    found.extend((UUID(s), v) for s, v in c.fetchall())
+                changes = Changes(head, found)
         recorded = self.select_recorded_commands(command_ids) if command_ids else set()
         rows = self.select_streams_after(after) if after else []
         owners: dict[tuple[str, bytes], UUID] = {}
@@ -381,7 +397,7 @@ class SqliteLogRecorder(SQLiteApplicationRecorder):
                 )
                 if row := c.fetchone():
                     owners[(kind, digest)] = UUID(row[0])
-        return recorded, rows, owners
+        return recorded, rows, owners, changes
 
     def stream_heads(self, stream_ids: Iterable[UUID]) -> dict[UUID, int]:
         ids = [s.hex for s in stream_ids]

@@ -139,8 +139,8 @@ class TestImport:
         ]
         real_batch_reads = engine.store.batch_reads
 
-        def stale_batch_reads(*args: Any) -> Any:
-            found = real_batch_reads(*args)
+        def stale_batch_reads(*args: Any, **kwargs: Any) -> Any:
+            found = real_batch_reads(*args, **kwargs)
             engine.bus.execute_json(
                 "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
             )
@@ -172,10 +172,10 @@ class TestImport:
         real_batch_reads = engine.store.batch_reads
         calls = 0
 
-        def stale_once(*args: Any) -> Any:
+        def stale_once(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
-            found = real_batch_reads(*args)
+            found = real_batch_reads(*args, **kwargs)
             if calls == 1:
                 engine.bus.execute_json(
                     "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
@@ -219,3 +219,116 @@ class TestImport:
         report = imp.run(lines, CTX)
         assert (report.appended, report.errors) == (4, [])
         assert len(engine.store.read_customer(c)) == 3
+
+
+class TestHeldStates:
+    """The importer keeps the customer states it folded between batches and asks the log only
+    what another writer appended since (see CustomerStates): a change lands either before a
+    batch's read (that batch sees it) or after (the next one does)."""
+
+    @pytest.mark.parametrize("pipeline", [False, True])
+    def test_a_customer_forgotten_by_another_writer_before_a_batch_is_read_again(
+        self, engine: Engine, pipeline: bool
+    ) -> None:
+        a = uuid4()
+        engine.bus.execute_json("customer.register", {"customer_id": str(a), "name": "A"}, CTX)
+        lines = [
+            line("interaction.log_web", customer_id=a, action="visit", page=f"/{i}")
+            for i in range(4)
+        ]
+        real_batch_reads = engine.store.batch_reads
+        calls = 0
+
+        def forget_before_the_second(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                engine.bus.execute_json("customer.forget", {"customer_id": str(a)}, CTX)
+            return real_batch_reads(*args, **kwargs)
+
+        engine.store.batch_reads = forget_before_the_second  # type: ignore[method-assign]
+        report = importer(engine, batch_size=2, pipeline=pipeline).run(lines, CTX)
+        assert report.appended == 2
+        assert [(e.line, e.code) for e in report.errors] == [
+            (3, "customer_forgotten"),
+            (4, "customer_forgotten"),
+        ]
+
+    def test_a_change_landing_after_a_batch_read_is_seen_by_the_next_batch(
+        self, engine: Engine
+    ) -> None:
+        a, b = uuid4(), uuid4()
+        for c in (a, b):
+            engine.bus.execute_json("customer.register", {"customer_id": str(c), "name": "X"}, CTX)
+        lines = [
+            line("interaction.log_web", customer_id=a, action="visit", page="/1"),
+            line("interaction.log_web", customer_id=b, action="visit", page="/2"),
+            line("interaction.log_web", customer_id=a, action="visit", page="/3"),
+        ]
+        real_batch_reads = engine.store.batch_reads
+        calls = 0
+
+        def merge_after_the_second(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            found = real_batch_reads(*args, **kwargs)
+            if calls == 2:  # batch 2 (customer b) is decided on what it read
+                engine.bus.execute_json(
+                    "customer.merge", {"survivor_id": str(b), "merged_id": str(a)}, CTX
+                )
+            return found
+
+        engine.store.batch_reads = merge_after_the_second  # type: ignore[method-assign]
+        report = importer(engine, batch_size=1, pipeline=False).run(lines, CTX)
+        assert report.appended == 2
+        [error] = report.errors
+        assert (error.line, error.code) == (3, "customer_merged")
+        assert str(b) in error.message
+
+
+class TestRecordedCommands:
+    @pytest.mark.parametrize("pipeline", [False, True])
+    def test_recorded_lines_past_the_first_batches_are_skipped_by_their_append(
+        self, engine: Engine, pipeline: bool
+    ) -> None:
+        """The first batch finds no recorded command, so the next ones are not asked about:
+        the batch holding lines of an earlier import fails to append and is decided again
+        without them. Nothing is written twice and nothing is lost."""
+        a = uuid4()
+        engine.bus.execute_json("customer.register", {"customer_id": str(a), "name": "A"}, CTX)
+
+        def call(i: int) -> bytes:
+            return line("interaction.log_call", customer_id=a, direction="in", duration_min=i)
+
+        earlier = [call(i) for i in range(100, 104)]
+        importer(engine, batch_size=10).run(earlier, CTX)
+        head = engine.store.head()
+        lines = [call(1), call(2), call(3), earlier[1], earlier[2], call(4), call(5), call(6)]
+        imp = importer(engine, batch_size=3, pipeline=pipeline)
+        report = imp.run(lines, CTX)
+        assert (report.appended, report.duplicates, report.errors) == (6, 2, [])
+        calls = [e for e in engine.store.read(head, 100) if e.type == "interaction.call_logged"]
+        assert sorted(e.payload.duration_min for e in calls) == [1, 2, 3, 4, 5, 6]
+        assert imp.probe is False  # the last batch asked again and found none
+
+    def test_a_re_run_keeps_asking_until_a_batch_finds_none(self, engine: Engine) -> None:
+        a = uuid4()
+        lines = [line("customer.register", customer_id=a, name="A")] + [
+            line("interaction.log_call", customer_id=a, direction="in", duration_min=i)
+            for i in range(10)
+        ]
+        importer(engine, batch_size=4).run(lines[:7], CTX)
+        head = engine.store.head()
+        asked: list[int] = []
+        real = engine.store.recorded_commands
+
+        def counting(ids: Any) -> Any:
+            found = real(ids)
+            asked.append(len(found))
+            return found
+
+        engine.store.recorded_commands = counting  # type: ignore[method-assign]
+        report = importer(engine, batch_size=3).run(lines, CTX)
+        assert (report.appended, report.duplicates, report.errors) == (4, 7, [])
+        assert asked == [3, 3, 1, 0]  # lines 1-7 landed before; batch 4 finds none
+        assert len(engine.store.read(head, 100)) == 4

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from domain.customers import events as ev
 from domain.customers.state import fold
 from domain.envelope import Envelope
-from handlers.states import CustomerStates
+from handlers.states import END, CustomerStates
 
 T = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -69,3 +69,51 @@ def test_a_full_cache_starts_again_and_stays_right() -> None:
         assert states.get(s, s.customer_id).name == "Ada"
     assert len(states) <= 2
     assert states.version_of(streams[0].customer_id) == 0  # dropped: read whole next time
+
+
+def test_the_gaps_lie_after_the_watermark_between_the_owners_own_runs() -> None:
+    states = CustomerStates()
+    assert states.gaps() == []  # no watermark: nothing is trusted
+    states.watch_from(10, [])
+    states.own([14, 12, 13, 20])  # runs 12-14 and 20
+    assert states.gaps() == [(10, 12), (14, 20), (20, END)]
+    states.own([11])
+    assert states.gaps() == [(14, 20), (20, END)]
+
+
+def test_runs_at_or_below_the_watermark_are_forgotten() -> None:
+    states = CustomerStates()
+    states.watch_from(10, [])
+    states.own([5, 6, 11, 12])
+    assert states.gaps() == [(12, END)]
+    states.caught_up(30, [])
+    assert (states.watermark, states.gaps()) == (30, [(30, END)])
+
+
+def test_an_event_newer_than_a_held_state_drops_it_and_an_older_one_does_not() -> None:
+    a, b = Stream(uuid4()), Stream(uuid4())
+    for s in (a, b):
+        s.add(ev.CustomerRegistered(kind="person", name="Ada"))
+        s.add(ev.StageChanged(stage="prospect", previous="lead"))
+    states = CustomerStates()
+    states.get(a, a.customer_id)
+    states.get(b, b.customer_id)
+    states.watch_from(7, [a.customer_id, b.customer_id])
+    unheld = uuid4()
+    dropped = states.caught_up(9, [(a.customer_id, 3), (b.customer_id, 2), (unheld, 1)])
+    assert dropped == [a.customer_id]
+    assert (states.holds(a.customer_id), states.holds(b.customer_id)) == (False, True)
+    assert states.watermark == 9
+
+
+def test_watching_starts_with_the_states_read_in_that_snapshot_only() -> None:
+    a, b = Stream(uuid4()), Stream(uuid4())
+    for s in (a, b):
+        s.add(ev.CustomerRegistered(kind="person", name="Ada"))
+    states = CustomerStates()
+    states.get(a, a.customer_id)
+    states.get(b, b.customer_id)
+    states.watch_from(4, [a.customer_id])
+    assert (states.holds(a.customer_id), states.holds(b.customer_id)) == (True, False)
+    states.clear()
+    assert (states.watermark, states.gaps(), len(states)) == (None, [], 0)
