@@ -49,6 +49,7 @@ from handlers.ports import (
     CommandResult,
     ContactTakenOnAppend,
 )
+from handlers.registry import Handler
 from handlers.states import CustomerStates
 
 
@@ -108,6 +109,7 @@ class Importer:
         # A re-run asks until a batch finds none; from then on the command records' unique key
         # is the check: a batch whose append finds one recorded is decided again without them.
         self.probe = True
+        self._handlers: dict[type[Command], Handler] = {}  # the registry's, by command class
 
     def run(
         self,
@@ -213,11 +215,15 @@ class Importer:
         deps = Deps(log=overlay, clock=self.bus.deps.clock, states=self.states)  # type: ignore[arg-type]
         decided: list[tuple[_Parsed, Decision]] = []
         errors: list[LineError] = []
+        handlers = self._handlers
         for i, item in enumerate(todo):
-            spec = self.bus.registry.get(item.command.command_name())
-            assert spec is not None
+            handler = handlers.get(item.command.__class__)
+            if handler is None:
+                spec = self.bus.registry.get(item.command.command_name())
+                assert spec is not None
+                handler = handlers[item.command.__class__] = spec.handler
             try:
-                decision = spec.handler(item.command, item.ctx, deps)
+                decision = handler(item.command, item.ctx, deps)
             except (DomainError, CommandRejected) as e:
                 errors.append(
                     LineError(item.line, e.code, str(e), getattr(e, "details", {}).get("field"))
@@ -234,8 +240,8 @@ class Importer:
     def _refold(self, overlay: Overlay, decided: list[tuple[_Parsed, Decision]]) -> None:
         """Fold the batch's own events into the held states they belong to: the log will not
         be asked about them again (see CustomerStates)."""
-        holds = self.states.holds
-        touched = {e.stream_id for _, d in decided for e in d.events if holds(e.stream_id)}
+        held = self.states.held()
+        touched = {e.stream_id for _, d in decided for e in d.events if e.stream_id in held}
         for stream_id in touched:
             self.states.get(overlay, stream_id)
 

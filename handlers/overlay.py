@@ -64,6 +64,17 @@ def _shape(
     )
 
 
+@functools.cache
+def _claims_type(command_type: type[Command]) -> bool:
+    _, fields, kind_value = _shape(command_type)
+    return bool(fields) or kind_value
+
+
+def _claims(command: Command) -> bool:
+    """Whether a command can name a contact to claim (see `contacts_of`)."""
+    return _claims_type(type(command))
+
+
 def references_of(command: Command) -> list[UUID]:
     """The streams a command names: customers, interactions, orders, deals, subscriptions by
     id; products by sku (also of its items and plan), a pipeline by name."""
@@ -126,9 +137,24 @@ class Overlay:
         self.reads: set[UUID] = set()  # the streams read since the caller last cleared it
         self.recorded: set[str] = set()  # the command ids asked about that are recorded
 
+    def _known(self, stream_id: UUID) -> list[Envelope] | None:
+        """The events held after the stream's base, or None for a stream not held. A stream
+        with a base and no list yet (a held state with nothing newer in the log) gets its list
+        on first use: the events still in flight after its base."""
+        known = self._streams.get(stream_id)
+        if known is None:
+            base = self._base.get(stream_id)
+            if base is None:
+                return None
+            flying = self._flying.get(stream_id) if self._flying else None
+            known = self._streams[stream_id] = (
+                [e for e in flying if e.version > base] if flying else []
+            )
+        return known
+
     def _hold(self, stream_ids: Iterable[UUID]) -> None:
         """Read the streams not held yet, in one query, and hold them whole."""
-        missing = [i for i in dict.fromkeys(stream_ids) if i not in self._streams]
+        missing = [i for i in dict.fromkeys(stream_ids) if self._known(i) is None]
         if not missing:
             return
         found = self._log.load_many(missing)
@@ -141,10 +167,11 @@ class Overlay:
 
     def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[Envelope]:
         self.reads.add(stream_id)
-        if stream_id not in self._streams:
+        known = self._known(stream_id)
+        if known is None:
             self._hold([stream_id])
-        known = self._streams[stream_id]
-        base = self._base.get(stream_id, 0)
+            known = self._streams[stream_id]
+        base = self._base[stream_id]
         if after_version >= base:
             return known[after_version - base :]
         older = [e for e in self._log.read_stream(stream_id, after_version) if e.version <= base]
@@ -168,7 +195,7 @@ class Overlay:
 
     def accept(self, decision: Decision) -> None:
         for e in decision.events:
-            known = self._streams.get(e.stream_id)
+            known = self._known(e.stream_id)
             if known is None:
                 if e.version == 1:  # a new stream (else the append would conflict)
                     known = self._streams[e.stream_id] = []
@@ -210,11 +237,13 @@ def overlay_for(
     commands = list(commands)
     refs = {ref for c in commands for ref in references_of(c)}
     refs.update(also)
-    version_of = states.version_of
     trusted = watch and states.watermark is not None
-    holds = states.holds
-    after = {ref: version_of(ref) for ref in refs if not (trusted and holds(ref))}
-    contacts = {c for command in commands for c in contacts_of(command)}
+    if trusted:  # a stream not held is read whole
+        after = dict.fromkeys(refs.difference(states.held()), 0)
+    else:
+        version_of = states.version_of
+        after = {ref: version_of(ref) for ref in refs}
+    contacts = {c for command in commands if _claims(command) for c in contacts_of(command)}
     owners: dict[tuple[str, str], UUID | None] = {
         (k, normalise_contact(k, v)): None for k, v in contacts
     }
@@ -228,10 +257,11 @@ def overlay_for(
         dropped = [r for r in states.caught_up(reads.head, reads.changed) if r in refs]
         if dropped:  # changed by another writer since the watermark: read whole (rare)
             newer.update(log.load_newer(dict.fromkeys(dropped, 0)))
-        base = {ref: 0 if ref in dropped else version_of(ref) for ref in refs}
+        held = states.held()
+        # held streams get their (empty) list of newer events when first read (Overlay._known)
+        base = {r: s.version for r in refs.difference(after) if (s := held.get(r)) is not None}
         base.update(after)
-        for ref in refs:
-            newer.setdefault(ref, [])
+        base.update(dict.fromkeys(dropped, 0))
     elif watch and reads.head is not None:
         states.watch_from(reads.head, refs)
     pending = pending or {}

@@ -54,6 +54,10 @@ class CustomerStates:
         cached = self._states.get(customer_id)
         return cached.version if cached is not None else 0
 
+    def held(self) -> dict[UUID, CustomerState]:
+        """The held states by customer (read-only: for set operations on many ids at once)."""
+        return self._states
+
     def holds(self, customer_id: UUID) -> bool:
         return customer_id in self._states
 
