@@ -11,6 +11,13 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     @classmethod
     def command_name(cls) -> str:
-        tag = cls.__struct_config__.tag
-        assert isinstance(tag, str), f"{cls.__name__} has no tag"
+        """Looked up once per class: msgspec builds `__struct_config__` anew on each access."""
+        tag = _NAMES.get(cls)
+        if tag is None:
+            found = cls.__struct_config__.tag
+            assert isinstance(found, str), f"{cls.__name__} has no tag"
+            tag = _NAMES[cls] = found
         return tag
+
+
+_NAMES: dict[type[Command], str] = {}

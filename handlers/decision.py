@@ -24,11 +24,11 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     events: list[Envelope] = field(default_factory=list)
-    claims: list[ContactClaim] = field(default_factory=list)
-    releases: list[ContactClaim] = field(default_factory=list)
+    claims: Sequence[ContactClaim] = ()  # set whole by the handler that claims
+    releases: Sequence[ContactClaim] = ()
     forget: UUID | None = None
 
     def add(

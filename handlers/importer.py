@@ -84,6 +84,8 @@ class _Decided:
     errors: list[LineError]
     command_ids: set[str]
     owners: dict[tuple[str, str], UUID | None]
+    prepared: object = None  # the items encoded for the log's append_prepared (None: none)
+    appending: int = 0  # how many of the items have events
 
 
 def command_id_of(line: ImportLine, raw: bytes) -> str:
@@ -131,13 +133,13 @@ class Importer:
                     gc.collect(1)
                 flying = in_flight[0] if in_flight else None
                 todo = self._parse(batch, default, report, flying.command_ids if flying else set())
-                decided = self._decide(todo, flying)
+                decided = self._prepare(self._decide(todo, flying))
                 if in_flight is not None and not self._landed(*in_flight, report):
                     # it was decided on events that never landed
                     decided = self._decide(self._unrecorded(todo, report) if self.probe else todo)
                 in_flight = None
                 if writer is not None and not decided.rest:
-                    in_flight = (decided, writer.submit(self._append, decided.items))
+                    in_flight = (decided, writer.submit(self._append, self._prepare(decided)))
                 else:
                     self._finish(decided, report)
                 if progress is not None:
@@ -230,20 +232,20 @@ class Importer:
                 )
                 continue
             if decision.forget is not None:  # forgetting deletes a key: flush, then run it alone
-                self._refold(overlay, decided)
+                self._refold(overlay)
                 return _Decided(decided, list(todo[i:]), errors, _ids(decided), overlay.claimed)
             overlay.accept(decision)
             decided.append((item, decision))
-        self._refold(overlay, decided)
+        self._refold(overlay)
         return _Decided(decided, [], errors, _ids(decided), overlay.claimed)
 
-    def _refold(self, overlay: Overlay, decided: list[tuple[_Parsed, Decision]]) -> None:
+    def _refold(self, overlay: Overlay) -> None:
         """Fold the batch's own events into the held states they belong to: the log will not
         be asked about them again (see CustomerStates)."""
         held = self.states.held()
-        touched = {e.stream_id for _, d in decided for e in d.events if e.stream_id in held}
-        for stream_id in touched:
-            self.states.get(overlay, stream_id)
+        for stream_id in overlay.extended:  # a new stream was not held (nor read) before
+            if stream_id in held:
+                self.states.get(overlay, stream_id)
 
     def _landed(self, decided: _Decided, append: Future[list[int]], report: ImportReport) -> bool:
         """Wait for a pipelined append; False if it failed (its commands then ran one by one)."""
@@ -270,26 +272,36 @@ class Importer:
             raise
         self.states.own(positions)
         report.errors.extend(decided.errors)
-        report.appended += sum(1 for _, d in decided.items if d.events)
+        report.appended += decided.appending
         report.events += len(positions)
         return True
 
     def _finish(self, decided: _Decided, report: ImportReport) -> None:
         """Append a decided batch here and now, then run what must run one by one."""
-        self._landed(decided, _done(self._append, decided.items), report)
+        self._landed(decided, _done(self._append, self._prepare(decided)), report)
         if decided.rest:
             self.states.clear()
             self._one_by_one(decided.rest, report)
 
-    def _append(self, decided: list[tuple[_Parsed, Decision]]) -> list[int]:
-        with_events = [(p, d) for p, d in decided if d.events]
-        if not with_events:
-            return []
-        return self.log.append_commands(
-            [(p.ctx.command_id or "", p.command.command_name(), d.events) for p, d in with_events],
-            claims=[c for _, d in with_events for c in d.claims],
-            releases=[c for _, d in with_events for c in d.releases],
-        )
+    def _prepare(self, decided: _Decided) -> _Decided:
+        """Encode a decided batch for its append (here, while the batch before it is being
+        written: the writer then only writes)."""
+        if decided.prepared is None:
+            with_events = [(p, d) for p, d in decided.items if d.events]
+            decided.appending = len(with_events)
+            if with_events:
+                decided.prepared = self.log.prepare_commands(
+                    [
+                        (p.ctx.command_id or "", p.command.command_name(), d.events)
+                        for p, d in with_events
+                    ],
+                    claims=[c for _, d in with_events for c in d.claims],
+                    releases=[c for _, d in with_events for c in d.releases],
+                )
+        return decided
+
+    def _append(self, decided: _Decided) -> list[int]:
+        return [] if decided.prepared is None else self.log.append_prepared(decided.prepared)
 
     def _one_by_one(self, items: Sequence[_Parsed], report: ImportReport) -> None:
         """The slow, always-correct path: each command through the bus on its own."""
@@ -314,10 +326,7 @@ def _ids(decided: list[tuple[_Parsed, Decision]]) -> set[str]:
     return {p.ctx.command_id for p, _ in decided if p.ctx.command_id}
 
 
-def _done(
-    fn: Callable[[list[tuple[_Parsed, Decision]]], list[int]],
-    arg: list,  # type: ignore[type-arg]
-) -> Future[list[int]]:
+def _done(fn: Callable[[_Decided], list[int]], arg: _Decided) -> Future[list[int]]:
     """Run `fn(arg)` now, its outcome (value or exception) held in a completed future."""
     future: Future[list[int]] = Future()
     try:

@@ -136,6 +136,7 @@ class Overlay:
         self.claimed: dict[tuple[str, str], UUID | None] = {}  # what the batch claimed/released
         self.reads: set[UUID] = set()  # the streams read since the caller last cleared it
         self.recorded: set[str] = set()  # the command ids asked about that are recorded
+        self.extended: set[UUID] = set()  # streams that existed and got events from the batch
 
     def _known(self, stream_id: UUID) -> list[Envelope] | None:
         """The events held after the stream's base, or None for a stream not held. A stream
@@ -203,6 +204,9 @@ class Overlay:
                 else:
                     self._hold([e.stream_id])
                     known = self._streams[e.stream_id]
+                    self.extended.add(e.stream_id)
+            else:
+                self.extended.add(e.stream_id)
             known.append(e)
         for c in decision.claims:
             key = (c.kind, normalise_contact(c.kind, c.value))

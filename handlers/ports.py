@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import msgspec
@@ -101,6 +101,21 @@ class BatchLog(EventLog, Protocol):
         releases: Sequence[ContactClaim] = (),
     ) -> list[int]:
         """Many (command_id, name, events) in one bulk transaction, all or nothing."""
+        ...
+
+    def prepare_commands(
+        self,
+        batch: Sequence[tuple[str, str, Sequence[Envelope]]],
+        *,
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+    ) -> Any:
+        """`append_commands` in two steps, the first: encode (no append); the result is
+        opaque, for `append_prepared`."""
+        ...
+
+    def append_prepared(self, prepared: Any) -> list[int]:
+        """The second step: append a prepared batch, all or nothing."""
         ...
 
     def load_newer(self, after: Mapping[UUID, int]) -> dict[UUID, list[Envelope]]:

@@ -92,6 +92,15 @@ ContactRow = tuple[str, bytes, UUID]
 Refusal = AppendConflict | CommandAlreadyRecorded | ContactTakenOnAppend
 
 
+class PreparedAppend(NamedTuple):
+    """A batch of commands encoded for `EventStore.append_prepared`."""
+
+    stored: list[StoredRow]
+    commands: list[tuple[str, str, bytes]]
+    claims: Sequence[ContactClaim]
+    releases: Sequence[ContactClaim]
+
+
 class Changes(NamedTuple):
     """The log's head, and the (stream, version) of the events in the gaps asked about."""
 
@@ -340,11 +349,27 @@ class EventStore:
         releases: Sequence[ContactClaim] = (),
     ) -> list[int]:
         """The import path: many commands and their records in one bulk transaction."""
+        return self.append_prepared(self.prepare_commands(batch, claims=claims, releases=releases))
+
+    def prepare_commands(
+        self,
+        batch: Sequence[tuple[str, str, Sequence[Envelope]]],
+        *,
+        claims: Sequence[ContactClaim] = (),
+        releases: Sequence[ContactClaim] = (),
+    ) -> PreparedAppend:
+        """`append_commands` in two steps: the events encoded (and sealed) and the command
+        records made here, the append by `append_prepared`: an importer encodes one batch
+        while the previous one is being written. The data keys of new customers are made
+        here (kept even if the append then fails, as any key made for a command that fails)."""
         events = [e for _, _, evs in batch for e in evs]
         commands = [command_row(cid, name, evs) for cid, name, evs in batch]
-        return self.append_batch(
-            events, commands=commands, claims=claims, releases=releases, bulk=True
-        )
+        return PreparedAppend(self.codec.encode_many(events), commands, claims, releases)
+
+    def append_prepared(self, prepared: PreparedAppend) -> list[int]:
+        """Append what `prepare_commands` made, in one bulk transaction, all or nothing."""
+        stored, commands, claims, releases = prepared
+        return self._append_stored(stored, commands, claims, releases, bulk=True)
 
     def append_batch(
         self,
@@ -357,11 +382,22 @@ class EventStore:
     ) -> list[int]:
         """Many commands' events and records at once (import). Raises CommandAlreadyRecorded,
         ContactTakenOnAppend or StreamVersionConflict; then nothing was appended."""
+        stored = self.codec.encode_many(events)
+        return self._append_stored(stored, commands, claims, releases, bulk=bulk)
+
+    def _append_stored(
+        self,
+        stored: Sequence[StoredRow],
+        commands: Sequence[tuple[str, str, bytes]],
+        claims: Sequence[ContactClaim],
+        releases: Sequence[ContactClaim],
+        *,
+        bulk: bool,
+    ) -> list[int]:
         claim_rows = self._new_claims(claims)
         release_rows = [
             (r.kind, self.blind_index.digest(r.kind, r.value), r.customer_id) for r in releases
         ]
-        stored = self.codec.encode_many(events)
         recorder = self.backend.bulk if bulk else self.backend.standard
         try:
             ids = recorder.insert_events(

@@ -207,13 +207,13 @@ class TestImport:
             line("customer.register", customer_id=d, name="D"),
             line("interaction.log_web", customer_id=c, action="visit", page="/again"),
         ]
-        real_append = engine.store.append_commands
+        real_append = engine.store.append_prepared
 
         def slow_append(*args: Any, **kwargs: Any) -> Any:
             time.sleep(0.3)  # batch 2 is decided meanwhile
             return real_append(*args, **kwargs)
 
-        engine.store.append_commands = slow_append  # type: ignore[method-assign]
+        engine.store.append_prepared = slow_append  # type: ignore[method-assign]
         imp = importer(engine, batch_size=2, pipeline=True)
         imp.states = CustomerStates(capacity=1)  # registering d empties it
         report = imp.run(lines, CTX)
