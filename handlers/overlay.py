@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -127,8 +127,11 @@ class Overlay:
         base: dict[UUID, int],
         owners: dict[tuple[str, str], UUID | None],
         flying: dict[UUID, list[Envelope]],
+        *,
+        held: Mapping[UUID, Any] | None = None,
     ) -> None:
         self._log = log
+        self._held = held  # trusted states (by stream): a stream in it is held at its version
         self._streams = newer
         self._base = base
         self._owners = owners
@@ -146,7 +149,10 @@ class Overlay:
         if known is None:
             base = self._base.get(stream_id)
             if base is None:
-                return None
+                state = self._held.get(stream_id) if self._held is not None else None
+                if state is None:
+                    return None
+                base = self._base[stream_id] = state.version
             flying = self._flying.get(stream_id) if self._flying else None
             known = self._streams[stream_id] = (
                 [e for e in flying if e.version > base] if flying else []
@@ -261,10 +267,7 @@ def overlay_for(
         dropped = [r for r in states.caught_up(reads.head, reads.changed) if r in refs]
         if dropped:  # changed by another writer since the watermark: read whole (rare)
             newer.update(log.load_newer(dict.fromkeys(dropped, 0)))
-        held = states.held()
-        # held streams get their (empty) list of newer events when first read (Overlay._known)
-        base = {r: s.version for r in refs.difference(after) if (s := held.get(r)) is not None}
-        base.update(after)
+        # the held streams get their base and (empty) list when first read (Overlay._known)
         base.update(dict.fromkeys(dropped, 0))
     elif watch and reads.head is not None:
         states.watch_from(reads.head, refs)
@@ -276,6 +279,6 @@ def overlay_for(
     for key, owner in (pending_owners or {}).items():
         if key in owners:
             owners[key] = owner
-    overlay = Overlay(log, newer, base, owners, pending)
+    overlay = Overlay(log, newer, base, owners, pending, held=states.held() if trusted else None)
     overlay.recorded = reads.recorded
     return overlay
