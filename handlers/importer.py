@@ -214,11 +214,11 @@ class Importer:
 
     def _overlay(self, todo: Sequence[_Parsed], flying: _Decided | None) -> Overlay:
         """The batch's view of the log, with the batch still being appended (`flying`)."""
-        pending: dict[UUID, list[Envelope]] = {}
+        pending: dict[int, list[Envelope]] = {}  # by the stream id's integer (see Overlay)
         if flying is not None:
             for _, decision in flying.items:
                 for e in decision.events:
-                    pending.setdefault(e.stream_id, []).append(e)
+                    pending.setdefault(e.stream_id.int, []).append(e)
         return overlay_for(
             self.log,
             self.states,

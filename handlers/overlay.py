@@ -123,67 +123,72 @@ class Overlay:
     def __init__(
         self,
         log: BatchLog,
-        newer: dict[UUID, list[Envelope]],
-        base: dict[UUID, int],
+        newer: dict[int, list[Envelope]],
+        base: dict[int, int],
         owners: dict[tuple[str, str], UUID | None],
-        flying: dict[UUID, list[Envelope]],
+        flying: dict[int, list[Envelope]],
         *,
         held: Mapping[UUID, Any] | None = None,
+        track_reads: bool = True,
     ) -> None:
+        # Streams are keyed by their id's integer: a UUID hashes and compares in Python, and
+        # a batch looks its streams up a dozen times per command.
         self._log = log
         self._held = held  # trusted states (by stream): a stream in it is held at its version
         self._streams = newer
         self._base = base
         self._owners = owners
         self._flying = flying
+        self._track = track_reads
         self.claimed: dict[tuple[str, str], UUID | None] = {}  # what the batch claimed/released
         self.reads: set[UUID] = set()  # the streams read since the caller last cleared it
         self.recorded: set[str] = set()  # the command ids asked about that are recorded
         self.extended: set[UUID] = set()  # streams that existed and got events from the batch
 
-    def _known(self, stream_id: UUID) -> list[Envelope] | None:
+    def _known(self, stream_id: UUID, key: int) -> list[Envelope] | None:
         """The events held after the stream's base, or None for a stream not held. A stream
         with a base and no list yet (a held state with nothing newer in the log) gets its list
         on first use: the events still in flight after its base."""
-        known = self._streams.get(stream_id)
+        known = self._streams.get(key)
         if known is None:
-            base = self._base.get(stream_id)
+            base = self._base.get(key)
             if base is None:
                 state = self._held.get(stream_id) if self._held is not None else None
                 if state is None:
                     return None
-                base = self._base[stream_id] = state.version
-            flying = self._flying.get(stream_id) if self._flying else None
-            known = self._streams[stream_id] = (
-                [e for e in flying if e.version > base] if flying else []
-            )
+                base = self._base[key] = state.version
+            flying = self._flying.get(key) if self._flying else None
+            known = self._streams[key] = [e for e in flying if e.version > base] if flying else []
         return known
 
     def _hold(self, stream_ids: Iterable[UUID]) -> None:
         """Read the streams not held yet, in one query, and hold them whole."""
-        missing = [i for i in dict.fromkeys(stream_ids) if self._known(i) is None]
+        missing = [i for i in dict.fromkeys(stream_ids) if self._known(i, i.int) is None]
         if not missing:
             return
         found = self._log.load_many(missing)
         for stream_id in missing:
+            key = stream_id.int
             events = list(found.get(stream_id, ()))
             head = events[-1].version if events else 0
-            events.extend(e for e in self._flying.get(stream_id, ()) if e.version > head)
-            self._streams[stream_id] = events
-            self._base[stream_id] = 0
+            events.extend(e for e in self._flying.get(key, ()) if e.version > head)
+            self._streams[key] = events
+            self._base[key] = 0
 
     def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[Envelope]:
-        self.reads.add(stream_id)
-        known = self._known(stream_id)
+        if self._track:
+            self.reads.add(stream_id)
+        key = stream_id.int
+        known = self._known(stream_id, key)
         if known is None:
             self._hold([stream_id])
-            known = self._streams[stream_id]
-        base = self._base[stream_id]
+            known = self._streams[key]
+        base = self._base[key]
         if after_version >= base:
             return known[after_version - base :]
         older = [e for e in self._log.read_stream(stream_id, after_version) if e.version <= base]
         head = older[-1].version if older else after_version  # the rest may still be in flight
-        older.extend(e for e in self._flying.get(stream_id, ()) if head < e.version <= base)
+        older.extend(e for e in self._flying.get(key, ()) if head < e.version <= base)
         return older + known
 
     def load(self, stream_id: UUID) -> list[Envelope]:
@@ -202,14 +207,15 @@ class Overlay:
 
     def accept(self, decision: Decision) -> None:
         for e in decision.events:
-            known = self._known(e.stream_id)
+            key = e.stream_id.int
+            known = self._known(e.stream_id, key)
             if known is None:
                 if e.version == 1:  # a new stream (else the append would conflict)
-                    known = self._streams[e.stream_id] = []
-                    self._base[e.stream_id] = 0
+                    known = self._streams[key] = []
+                    self._base[key] = 0
                 else:
                     self._hold([e.stream_id])
-                    known = self._streams[e.stream_id]
+                    known = self._streams[key]
                     self.extended.add(e.stream_id)
             else:
                 self.extended.add(e.stream_id)
@@ -229,7 +235,7 @@ def overlay_for(
     log: BatchLog,
     states: CustomerStates,
     commands: Iterable[Command],
-    pending: dict[UUID, list[Envelope]] | None = None,
+    pending: dict[int, list[Envelope]] | None = None,
     pending_owners: dict[tuple[str, str], UUID | None] | None = None,
     *,
     also: Iterable[UUID] = (),
@@ -238,8 +244,8 @@ def overlay_for(
 ) -> Overlay:
     """One round trip for the newer events of every stream the commands name, the owners of
     the contacts they name and which of `command_ids` are recorded (`overlay.recorded`);
-    plus events still being appended (`pending`), as if they had landed. `also` names more
-    streams to read at once (the ids new customers will get).
+    plus events still being appended (`pending`, by the stream id's integer), as if they had
+    landed. `also` names more streams to read at once (the ids new customers will get).
 
     With `watch` (a single writer: the importer), the held states are not read one by one:
     the same round trip reads what landed in the log since `states.watermark` outside the
@@ -271,14 +277,24 @@ def overlay_for(
         base.update(dict.fromkeys(dropped, 0))
     elif watch and reads.head is not None:
         states.watch_from(reads.head, refs)
+    streams = {k.int: v for k, v in newer.items()}
+    bases = {k.int: v for k, v in base.items()}
     pending = pending or {}
     if pending:
-        for stream_id, known in newer.items():
-            head = known[-1].version if known else base[stream_id]
-            known.extend(e for e in pending.get(stream_id, ()) if e.version > head)
-    for key, owner in (pending_owners or {}).items():
-        if key in owners:
-            owners[key] = owner
-    overlay = Overlay(log, newer, base, owners, pending, held=states.held() if trusted else None)
+        for key, known in streams.items():
+            head = known[-1].version if known else bases[key]
+            known.extend(e for e in pending.get(key, ()) if e.version > head)
+    for contact, owner in (pending_owners or {}).items():
+        if contact in owners:
+            owners[contact] = owner
+    overlay = Overlay(
+        log,
+        streams,
+        bases,
+        owners,
+        pending,
+        held=states.held() if trusted else None,
+        track_reads=not watch,  # a group commit asks which streams each command read
+    )
     overlay.recorded = reads.recorded
     return overlay
