@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -26,6 +26,27 @@ def engine(store_url: str) -> Iterator[Engine]:
 
 def line(command: str, **data: Any) -> bytes:
     return json.dumps({"command": command, "data": data}, default=str).encode()
+
+
+def around_batch_read(
+    engine: Engine, call: int, action: Callable[[], object], *, before: bool = False
+) -> list[int]:
+    """Another writer: `action` runs at the importer's `call`-th batch read, just before it
+    or just after it (the batch then decides on what it read). The list counts the reads."""
+    real = engine.store.batch_reads
+    calls = [0]
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if before and calls[0] == call:
+            action()
+        found = real(*args, **kwargs)
+        if not before and calls[0] == call:
+            action()
+        return found
+
+    engine.store.batch_reads = read  # type: ignore[method-assign]
+    return calls
 
 
 def importer(engine: Engine, batch_size: int = 3, *, pipeline: bool = True) -> Importer:
@@ -169,20 +190,13 @@ class TestImport:
             line("customer.change_stage", customer_id=a, stage="former_customer"),
             line("interaction.log_web", customer_id=a, action="visit", page="/bye"),
         ]
-        real_batch_reads = engine.store.batch_reads
-        calls = 0
-
-        def stale_once(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            found = real_batch_reads(*args, **kwargs)
-            if calls == 1:
-                engine.bus.execute_json(
-                    "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
-                )
-            return found
-
-        engine.store.batch_reads = stale_once  # type: ignore[method-assign]
+        calls = around_batch_read(
+            engine,
+            1,
+            lambda: engine.bus.execute_json(
+                "customer.grant_consent", {"customer_id": str(a), "consent_channel": "sms"}, CTX
+            ),
+        )
         report = importer(engine, batch_size=2, pipeline=True).run(lines, CTX)
         assert (report.appended, report.events, report.errors) == (4, 4, [])
         stream = engine.store.read_stream(a)
@@ -192,7 +206,7 @@ class TestImport:
             ("customer.stage_changed", "customer"),
             ("customer.stage_changed", "former_customer"),
         ]
-        assert calls >= 3  # batch 2 was decided twice
+        assert calls[0] >= 3  # batch 2 was decided twice
         assert len(engine.store.read(0, 100)) == 6  # 4 on the customer, 2 interactions
 
     def test_a_batch_sees_the_events_still_in_flight_when_its_state_cache_is_dropped(
@@ -236,17 +250,12 @@ class TestHeldStates:
             line("interaction.log_web", customer_id=a, action="visit", page=f"/{i}")
             for i in range(4)
         ]
-        real_batch_reads = engine.store.batch_reads
-        calls = 0
-
-        def forget_before_the_second(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 2:
-                engine.bus.execute_json("customer.forget", {"customer_id": str(a)}, CTX)
-            return real_batch_reads(*args, **kwargs)
-
-        engine.store.batch_reads = forget_before_the_second  # type: ignore[method-assign]
+        around_batch_read(
+            engine,
+            2,
+            lambda: engine.bus.execute_json("customer.forget", {"customer_id": str(a)}, CTX),
+            before=True,
+        )
         report = importer(engine, batch_size=2, pipeline=pipeline).run(lines, CTX)
         assert report.appended == 2
         assert [(e.line, e.code) for e in report.errors] == [
@@ -265,20 +274,13 @@ class TestHeldStates:
             line("interaction.log_web", customer_id=b, action="visit", page="/2"),
             line("interaction.log_web", customer_id=a, action="visit", page="/3"),
         ]
-        real_batch_reads = engine.store.batch_reads
-        calls = 0
-
-        def merge_after_the_second(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            found = real_batch_reads(*args, **kwargs)
-            if calls == 2:  # batch 2 (customer b) is decided on what it read
-                engine.bus.execute_json(
-                    "customer.merge", {"survivor_id": str(b), "merged_id": str(a)}, CTX
-                )
-            return found
-
-        engine.store.batch_reads = merge_after_the_second  # type: ignore[method-assign]
+        around_batch_read(  # batch 2 (customer b) is decided on what it read
+            engine,
+            2,
+            lambda: engine.bus.execute_json(
+                "customer.merge", {"survivor_id": str(b), "merged_id": str(a)}, CTX
+            ),
+        )
         report = importer(engine, batch_size=1, pipeline=False).run(lines, CTX)
         assert report.appended == 2
         [error] = report.errors
