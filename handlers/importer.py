@@ -89,6 +89,8 @@ class _Decided:
     owners: dict[tuple[str, str], UUID | None]
     prepared: object = None  # the items encoded for the log's append_prepared (None: none)
     appending: int = 0  # how many of the items have events
+    parsed: Sequence[_Parsed] = ()  # the commands decided (items and errors), in file order
+    duplicates: int = 0  # recorded commands found among those that appended nothing
 
 
 def command_id_of(line: ImportLine, raw: bytes) -> str:
@@ -160,6 +162,11 @@ class Importer:
                 self._landed(*in_flight, report)
                 if progress is not None:
                     progress(report)
+        except BaseException:
+            # What was decided may never land: nothing held may be trusted by a next run.
+            self.states.clear()
+            self.probe = True
+            raise
         finally:
             if writer is not None:
                 writer.shutdown(wait=True)
@@ -237,6 +244,7 @@ class Importer:
         deps = Deps(log=overlay, clock=self.bus.deps.clock, states=self.states)  # type: ignore[arg-type]
         decided: list[tuple[_Parsed, Decision]] = []
         errors: list[LineError] = []
+        quiet: list[str] = []  # unprobed commands that appended nothing: recorded ones?
         handlers = self._handlers
         for i, item in enumerate(todo):
             handler = handlers.get(item.command.__class__)
@@ -250,15 +258,40 @@ class Importer:
                 errors.append(
                     LineError(item.line, e.code, str(e), getattr(e, "details", {}).get("field"))
                 )
+                if not self.probe and item.ctx.command_id:
+                    quiet.append(item.ctx.command_id)
                 continue
             if decision.forget is not None:  # forgetting deletes a key: flush, then run it alone
                 self._refold(overlay)
-                return _Decided(decided, list(todo[i:]), errors, _ids(decided), overlay.claimed)
+                found = _Decided(
+                    decided, list(todo[i:]), errors, _ids(decided), overlay.claimed, parsed=todo[:i]
+                )
+                return self._settle(found, quiet)
+            if not decision.events and not self.probe and item.ctx.command_id:
+                quiet.append(item.ctx.command_id)
             overlay.accept(decision)
             decided.append((item, decision))
         self._refold(overlay)
         done = ids if ids is not None and not errors else _ids(decided)
-        return _Decided(decided, [], errors, done, overlay.claimed)
+        return self._settle(
+            _Decided(decided, [], errors, done, overlay.claimed, parsed=todo), quiet
+        )
+
+    def _settle(self, decided: _Decided, quiet: list[str]) -> _Decided:
+        """Commands not asked about that appended nothing (refused, or nothing to do) may be
+        recorded ones, which no unique key then catches: ask about those few. Recorded ones
+        count as duplicates, not as errors, and the next batches are asked about again.
+        (Their decisions changed nothing the batch's other commands saw.)"""
+        recorded = self.log.recorded_commands(quiet) if quiet else set()
+        if not recorded:
+            return decided
+        self.probe = True
+        decided.duplicates = len(recorded)
+        lines = {p.line for p in decided.parsed if p.ctx.command_id in recorded}
+        decided.errors = [e for e in decided.errors if e.line not in lines]
+        decided.items = [(p, d) for p, d in decided.items if p.line not in lines]
+        decided.parsed = [p for p in decided.parsed if p.line not in lines]
+        return decided
 
     def _refold(self, overlay: Overlay) -> None:
         """Fold the batch's own events into the held states they belong to: the log will not
@@ -275,23 +308,25 @@ class Importer:
         except CommandAlreadyRecorded:
             self.states.clear()
             self.probe = True
-            report.errors.extend(decided.errors)
-            # Decided again without the recorded ones, in bulk; those that decided nothing
-            # too, since the state they were decided on is not the one that landed.
-            redo = self._decide(self._unrecorded([p for p, _ in decided.items], report))
+            report.duplicates += decided.duplicates
+            # Every command of the batch decided again without the recorded ones, in bulk:
+            # those refused or that decided nothing too, since replaying a recorded command
+            # changed the state they were decided on.
+            redo = self._decide(self._unrecorded(list(decided.parsed), report))
             self._finish(redo, report)
             return False
         except (AppendConflict, ContactTakenOnAppend):
             self.states.clear()
-            report.errors.extend(decided.errors)
-            # Every command of the batch again, those that decided nothing too: the state
-            # they were decided on is not the one that landed.
-            self._one_by_one([p for p, _ in decided.items], report)
+            report.duplicates += decided.duplicates
+            # Every command of the batch again, one by one, refused ones and those that
+            # decided nothing too: the state they were decided on is not the one that landed.
+            self._one_by_one(list(decided.parsed), report)
             return False
         except BaseException:
             self.states.clear()
             raise
         self.states.own(positions)
+        report.duplicates += decided.duplicates
         report.errors.extend(decided.errors)
         report.appended += decided.appending
         report.events += len(positions)

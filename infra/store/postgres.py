@@ -709,6 +709,10 @@ class PostgresBackend:
 
     def __init__(self, url: StoreURL, *, pool_size: int = 4, max_overflow: int = 8) -> None:
         params = conninfo_to_dict(url.target)
+        # Every insert path takes the log's EXCLUSIVE lock before it draws positions, so
+        # positions become visible in order (readers, the sealer and the importer's watermark
+        # rely on it). eventsourcing's `enable_db_functions` inserts without that lock: keep
+        # it off.
         self.datastore = PostgresDatastore(
             dbname=str(params.get("dbname", "postgres")),
             host=str(params.get("host", "127.0.0.1")),

@@ -334,3 +334,90 @@ class TestRecordedCommands:
         assert (report.appended, report.duplicates, report.errors) == (4, 7, [])
         assert asked == [3, 3, 1, 0]  # lines 1-7 landed before; batch 4 finds none
         assert len(engine.store.read(head, 100)) == 4
+
+    @pytest.mark.parametrize("pipeline", [False, True])
+    def test_recorded_lines_that_would_now_be_refused_count_as_duplicates(
+        self, engine: Engine, pipeline: bool
+    ) -> None:
+        """Past the first batches nobody asks before deciding; a recorded line that appends
+        nothing now (a second registration is refused, a stage already set decides nothing)
+        meets no unique key, so the batch asks about those: duplicates, not errors."""
+        a = uuid4()
+        earlier = [
+            line("customer.register", customer_id=a, name="A"),
+            line("customer.change_stage", customer_id=a, stage="customer"),
+        ]
+        importer(engine, batch_size=10).run(earlier, CTX)
+        visits = [
+            line("interaction.log_web", customer_id=a, action="visit", page=f"/{i}")
+            for i in range(4)
+        ]
+        imp = importer(engine, batch_size=3, pipeline=pipeline)
+        report = imp.run([*visits[:3], *earlier, visits[3]], CTX)
+        assert (report.lines, report.appended, report.duplicates, report.errors) == (6, 4, 2, [])
+        assert imp.probe is True  # found recorded ones: the next batch is asked about again
+
+    @pytest.mark.parametrize("pipeline", [False, True])
+    def test_a_batch_redone_for_a_recorded_command_decides_its_refused_commands_again(
+        self, engine: Engine, pipeline: bool
+    ) -> None:
+        """w-1 (a withdrawal) landed before; consent was granted again since. A batch holds
+        w-1 again, then w-2: deciding on w-1's replay refuses w-2 (nothing to withdraw). The
+        append finds w-1 recorded, and the whole batch is decided again without it: w-2
+        lands."""
+        a = uuid4()
+        engine.bus.execute_json("customer.register", {"customer_id": str(a), "name": "A"}, CTX)
+        consent = {"customer_id": str(a), "consent_channel": "email"}
+        engine.bus.execute_json("customer.grant_consent", consent, CTX)
+
+        def withdraw(command_id: str) -> bytes:
+            body = {"command": "customer.withdraw_consent", "command_id": command_id}
+            return json.dumps({**body, "data": consent}).encode()
+
+        importer(engine, batch_size=10).run([withdraw("w-1")], CTX)
+        engine.bus.execute_json("customer.grant_consent", consent, CTX)
+        visits = [
+            line("interaction.log_web", customer_id=a, action="visit", page=f"/{i}")
+            for i in range(3)
+        ]
+        report = importer(engine, batch_size=3, pipeline=pipeline).run(
+            [*visits, withdraw("w-1"), withdraw("w-2")], CTX
+        )
+        assert (report.appended, report.duplicates, report.errors) == (4, 1, [])
+        assert [e.type for e in engine.store.read_stream(a)][-2:] == [
+            "customer.consent_granted",
+            "customer.consent_withdrawn",
+        ]
+        assert engine.store.find_command("w-2") is not None
+
+
+def test_an_import_that_fails_midway_trusts_nothing_it_held(engine: Engine) -> None:
+    """A batch folded into the held states may never land: after a failure the importer
+    holds nothing, and a second run reads the log afresh and appends what is missing."""
+    a = uuid4()
+    engine.bus.execute_json("customer.register", {"customer_id": str(a), "name": "A"}, CTX)
+    lines = [
+        line("customer.change_stage", customer_id=a, stage=s) for s in ("prospect", "customer")
+    ]
+    imp = importer(engine, batch_size=1)
+    real = engine.store.prepare_commands
+    calls = [0]
+
+    def fail_second(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    engine.store.prepare_commands = fail_second  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        imp.run(lines, CTX)
+    assert (imp.states.watermark, len(imp.states), imp.probe) == (None, 0, True)
+    engine.store.prepare_commands = real  # type: ignore[method-assign]
+    report = imp.run(lines, CTX)
+    assert (report.appended, report.duplicates, report.errors) == (1, 1, [])
+    assert [getattr(e.payload, "stage", None) for e in engine.store.read_stream(a)] == [
+        "lead",
+        "prospect",
+        "customer",
+    ]
