@@ -181,12 +181,10 @@ class Importer:
         default: CommandContext,
         report: ImportReport,
         flying: set[str],
-        seen: set[str] | None = None,
+        seen: set[str],
     ) -> list[_Parsed]:
         """The batch's good lines as commands; their command ids are added to `seen`."""
         parsed: list[_Parsed] = []
-        if seen is None:
-            seen = set()
         for number, raw in batch:
             report.lines += 1
             try:

@@ -64,17 +64,6 @@ def _shape(
     )
 
 
-@functools.cache
-def _claims_type(command_type: type[Command]) -> bool:
-    _, fields, kind_value = _shape(command_type)
-    return bool(fields) or kind_value
-
-
-def _claims(command: Command) -> bool:
-    """Whether a command can name a contact to claim (see `contacts_of`)."""
-    return _claims_type(type(command))
-
-
 def references_of(command: Command) -> list[UUID]:
     """The streams a command names: customers, interactions, orders, deals, subscriptions by
     id; products by sku (also of its items and plan), a pipeline by name."""
@@ -259,7 +248,7 @@ def overlay_for(
     else:
         version_of = states.version_of
         after = {ref: version_of(ref) for ref in refs}
-    contacts = {c for command in commands if _claims(command) for c in contacts_of(command)}
+    contacts = {c for command in commands for c in contacts_of(command)}
     owners: dict[tuple[str, str], UUID | None] = {
         (k, normalise_contact(k, v)): None for k, v in contacts
     }

@@ -17,6 +17,7 @@ below a head once seen.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import groupby
 from typing import Protocol
 from uuid import UUID
 
@@ -58,22 +59,14 @@ class CustomerStates:
         """The held states by customer (read-only: for set operations on many ids at once)."""
         return self._states
 
-    def holds(self, customer_id: UUID) -> bool:
-        return customer_id in self._states
-
     def own(self, positions: Sequence[int]) -> None:
         """Positions the owner appended, with its held states folded past them already."""
         mark = self.watermark if self.watermark is not None else 0
-        start = prev = None
-        for p in sorted(positions):
-            if prev is not None and p == prev + 1:
-                prev = p
-                continue
-            if start is not None and prev is not None and prev > mark:
-                self._own.append((start, prev))
-            start = prev = p
-        if start is not None and prev is not None and prev > mark:
-            self._own.append((start, prev))
+        # consecutive positions share `position - index`: one run each
+        for _, run in groupby(enumerate(sorted(positions)), lambda x: x[1] - x[0]):
+            found = [p for _, p in run]
+            if found[-1] > mark:
+                self._own.append((found[0], found[-1]))
 
     def gaps(self) -> list[tuple[int, int]]:
         """Open intervals of positions after the watermark, between the owner's own runs:
